@@ -1,0 +1,67 @@
+// `npm run bench`: every speed figure of the project, printed as the
+// markdown tables that docs/benchmarks.md records (with machine, date, command).
+//
+// Preprocessing runs each contender in its own process pinned to CPU 0
+// (taskset), one thread each, so "images/s" is per core.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { writeBenchImages } from './images.js';
+import { benchTokenizer } from './tokenizer.js';
+import { native, nativeLoadError } from '../native/index.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const PYTHON = '/usr/bin/python3';
+
+function pinned(cmd: string, args: string[]): Record<string, number> | { error: string } {
+  const env = { ...process.env, UV_THREADPOOL_SIZE: '1', OMP_NUM_THREADS: '1', VIPS_CONCURRENCY: '1' };
+  const r = spawnSync('taskset', ['-c', '0', cmd, ...args], { encoding: 'utf8', env, maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { error: (r.stderr || r.stdout || `exit ${r.status}`).trim().split('\n').slice(-3).join(' ') };
+  const last = r.stdout.trim().split('\n').pop() ?? '{}';
+  return JSON.parse(last) as Record<string, number>;
+}
+
+function header(): void {
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`# imagereward-serve benchmarks — ${new Date().toISOString().slice(0, 10)}, ${cpu}, ${cpus().length} cores, node ${process.version}`);
+}
+
+async function main(): Promise<void> {
+  header();
+
+  console.log('\n## Tokenizer (prompts/s, one thread, 10,000 DiffusionDB prompts)\n');
+  try {
+    const t = await benchTokenizer();
+    console.log('| tokenizer | prompts/s |\n| --- | ---: |');
+    console.log(`| ours (TypeScript) | ${t.ours.toFixed(0)} |`);
+    console.log(`| HF tokenizers (Rust, @anush008/tokenizers) | ${t.rust.toFixed(0)} |`);
+  } catch (err) {
+    console.log(`skipped: ${(err as Error).message}`);
+  }
+
+  console.log('\n## Preprocessing (images/s per core: decode → 3×224×224 normalized tensor)\n');
+  const images = await writeBenchImages(join('bench', 'out'));
+  const files = images.map((i) => i.path);
+  const script = join('bench', 'preprocess.ts');
+  const ours = native
+    ? pinned(process.execPath, ['--import', 'tsx', script, String(SECONDS), 'native', ...files])
+    : { error: `native addon not loaded: ${nativeLoadError ?? ''}` };
+  const reference = pinned(process.execPath, ['--import', 'tsx', script, String(SECONDS), 'reference', ...files]);
+  const pillow = existsSync(PYTHON)
+    ? pinned(PYTHON, [join('bench', 'pillow_preprocess.py'), String(SECONDS), ...files])
+    : { error: `${PYTHON} not found` };
+  for (const [name, r] of [['native', ours], ['reference', reference], ['pillow', pillow]] as const) {
+    if ('error' in r) console.log(`(${name}: ${String(r.error)})`);
+  }
+  const cell = (r: Record<string, number> | { error: string }, f: string) => ('error' in r ? 'n/a' : (r[f] ?? NaN).toFixed(1));
+  console.log('| image | ours, native | ours, TS reference | Pillow 9.4 + torchvision 0.14 | native ÷ Pillow |');
+  console.log('| --- | ---: | ---: | ---: | ---: |');
+  for (const img of images) {
+    const a = 'error' in ours ? NaN : (ours[img.path] ?? NaN);
+    const p = 'error' in pillow ? NaN : (pillow[img.path] ?? NaN);
+    console.log(`| ${img.name} | ${cell(ours, img.path)} | ${cell(reference, img.path)} | ${cell(pillow, img.path)} | ${Number.isFinite(a / p) ? (a / p).toFixed(2) + '×' : 'n/a'} |`);
+  }
+}
+
+await main();
