@@ -1,12 +1,41 @@
+// The edge worker inside workerd, through its default export's fetch.
 import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 
+const post = (body: string, type = 'application/json') =>
+  exports.default.fetch('http://edge.test/v1/tokenize', { method: 'POST', headers: { 'content-type': type }, body });
+
 describe('edge worker', () => {
-  it('answers /healthz', async () => {
+  it('answers /healthz with the model id and a request id', async () => {
     const res = await exports.default.fetch('http://edge.test/healthz');
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ status: 'ok' });
+    expect(await res.json()).toEqual({ status: 'ok', model: 'ImageReward-v1.0' });
+    expect(res.headers.get('x-request-id')).toBeTruthy();
   });
+
+  it('tokenizes inside workerd with the bundled vocab', async () => {
+    const res = await post(JSON.stringify({ prompt: 'A Cat on [SEP] Mars' }));
+    expect(res.status).toBe(200);
+    const out = (await res.json()) as { input_ids: number[]; attention_mask: number[] };
+    // [CLS] a cat on [SEP] mars [SEP], ids = vocab line numbers.
+    expect(out.input_ids.slice(0, 8)).toEqual([101, 1037, 4937, 2006, 102, 7733, 102, 0]);
+    expect(out.attention_mask.reduce((a, b) => a + b, 0)).toBe(7);
+    expect(out.input_ids).toHaveLength(35);
+  });
+
+  it.each([
+    ['invalid JSON', '{"prompt":', 400, 'invalid_json'],
+    ['a non-string prompt', JSON.stringify({ prompt: 42 }), 422, 'invalid_request'],
+    ['a body over 64 KiB', JSON.stringify({ prompt: 'x'.repeat(70_000) }), 413, 'body_too_large'],
+  ])('answers %s with problem+json', async (_name, body, status, code) => {
+    const res = await post(body);
+    expect(res.status).toBe(status);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    const p = (await res.json()) as { code: string; status: number; instance: string };
+    expect(p).toMatchObject({ code, status });
+    expect(p.instance).toMatch(/^urn:request:/);
+  });
+
   it('returns problem+json for unknown routes', async () => {
     const res = await exports.default.fetch('http://edge.test/nope');
     expect(res.status).toBe(404);
