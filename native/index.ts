@@ -14,6 +14,17 @@
 //                            apply torchvision ToTensor + Normalize in float32,
 //                            CHW layout (what the model consumes).
 //   buildInfo()              What was compiled in.
+//
+// Bad arguments throw TypeError (wrong type, unknown filter) or RangeError (sizes,
+// buffer length != width*height*channels, crop outside the image); `resize` rejects
+// instead of throwing. `resize` copies its input before queueing, so the caller may
+// reuse or transfer the buffer at once. IMAGEREWARD_NATIVE=0 disables the addon
+// (native = null); IMAGEREWARD_NATIVE_SIMD=0 makes it use its portable kernels only.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export type ResampleFilter = 'nearest' | 'bicubic';
 export type Triple = readonly [number, number, number];
@@ -35,6 +46,44 @@ export interface NativeAddon {
   buildInfo(): NativeBuildInfo;
 }
 
-// PLACEHOLDER loader — replaced by the native work.
-export const native: NativeAddon | null = null;
-export const nativeLoadError: string | null = 'native addon not built yet';
+// ---- loader ---------------------------------------------------------------------
+// The binary is native/build/Release/imagereward_native.node (scripts/build-native.js,
+// run by `npm install` and `npm run build:native`). This file runs from the sources
+// (native/index.ts under tsx/vitest) and compiled (dist/native/index.js); both find
+// the same file. IMAGEREWARD_NATIVE=0 disables the addon (reference path).
+
+const BINARY = join('build', 'Release', 'imagereward_native.node');
+
+/** Where the binary lives: beside this file (sources), or ../../native for dist/native/index.js. */
+function binaryPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const compiled = basename(here) === 'native' && basename(dirname(here)) === 'dist';
+  return compiled ? resolve(here, '..', '..', 'native', BINARY) : join(here, BINARY);
+}
+
+function isAddon(m: unknown): m is NativeAddon {
+  const a = m as Partial<NativeAddon> | null;
+  const p = a?.preprocess as Partial<NativePreprocess> | undefined;
+  return typeof a?.buildInfo === 'function' && typeof p?.resize === 'function' &&
+    typeof p.resizeSync === 'function' && typeof p.cropNormalize === 'function';
+}
+
+function load(): { addon: NativeAddon | null; error: string | null } {
+  if (process.env.IMAGEREWARD_NATIVE === '0') return { addon: null, error: 'disabled by IMAGEREWARD_NATIVE=0' };
+  const path = binaryPath();
+  if (!existsSync(path)) return { addon: null, error: `native addon not built: ${path} is missing (npm run build:native builds it)` };
+  try {
+    const m: unknown = createRequire(import.meta.url)(path);
+    if (!isAddon(m)) return { addon: null, error: `${path} does not export the expected API (stale build? npm run build:native)` };
+    return { addon: m, error: null };
+  } catch (err) {
+    return { addon: null, error: `failed to load ${path}: ${(err as Error).message}` };
+  }
+}
+
+const loaded = load();
+
+/** The addon, or null when it is not built, failed to load or is disabled (see nativeLoadError). */
+export const native: NativeAddon | null = loaded.addon;
+/** Why `native` is null; null when it loaded. */
+export const nativeLoadError: string | null = loaded.error;
