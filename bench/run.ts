@@ -64,4 +64,14 @@ async function main(): Promise<void> {
   }
 }
 
+async function resizeOnly(): Promise<void> {
+  console.log('\n## Resize kernel alone (bicubic RGB → Resize(224) size, one thread, pinned)\n');
+  const r = spawnSync('taskset', ['-c', '0', process.execPath, '--import', 'tsx', join('bench', 'preprocess-native.ts')], {
+    encoding: 'utf8',
+    env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
+  });
+  console.log(r.status === 0 ? r.stdout.trim() : `skipped: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' ')}`);
+}
+
 await main();
+await resizeOnly();
