@@ -88,6 +88,8 @@ async function sharpRaw(bytes: Uint8Array, format: string, width: number, height
  * keep their high byte (Pillow's ;16B rawmodes). Mode I goes through fitInt32 instead.
  */
 function fit(raw: Raw, pixels: number, take: number[]): Uint8Array {
+  // Hot path (8-bit RGB/RGBA/L as decoded): the samples are already in place.
+  if (raw.samples instanceof Uint8Array && take.length === raw.channels && take.every((band, j) => band === j)) return raw.samples;
   const out = new Uint8Array(pixels * take.length);
   const shift = raw.samples instanceof Uint16Array ? 8 : 0;
   const { samples, channels } = raw;
