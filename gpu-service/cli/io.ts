@@ -1,6 +1,7 @@
 // Output sinks and the error type of the CLI. Subcommands write through `Io`
 // so tests can drive `main()` in-process as well as through the real binary.
 import { writeSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export interface Io {
   stdout(text: string): void;
@@ -45,3 +46,29 @@ export class CliError extends Error {
 
 /** Exit codes (sysexits-style where one fits). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, software: 70 } as const;
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * parseArgs with the CLI's conventions: positionals allowed, `--help`/`-h`
+ * prints `help` (→ undefined: the command returns 0), a parse error is a
+ * usage error (exit 2) followed by the help text.
+ */
+export function parseCommand<T extends Options>(
+  argv: string[],
+  options: T,
+  help: string,
+  io: Io,
+): ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: T }>> | undefined {
+  const end = argv.indexOf('--');
+  const flags = end === -1 ? argv : argv.slice(0, end); // after `--`, "-h" is a prompt
+  if (flags.includes('--help') || flags.includes('-h')) {
+    io.stdout(help);
+    return undefined;
+  }
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options });
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n\n${help}`, EXIT.usage);
+  }
+}

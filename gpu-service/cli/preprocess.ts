@@ -2,8 +2,7 @@
 // Writes the float32 little-endian 3×224×224 channel-major tensor (602,112 bytes)
 // that the model consumes — byte-for-byte what upstream feeds BLIP, within 1e-6.
 import { readFile, rename, writeFile, unlink } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { CliError, type Io } from './io.js';
+import { CliError, parseCommand, type Io } from './io.js';
 import { preprocessImage, IMAGE_SIZE, type PreprocessOptions } from '../preprocess/index.js';
 
 const HELP = `Usage:
@@ -21,27 +20,19 @@ Exit status 1 with "error <code>: ..." on stderr for an unreadable or unsupporte
 `;
 
 export async function preprocessCommand(argv: string[], io: Io): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        out: { type: 'string', short: 'o' },
-        backend: { type: 'string', default: 'auto' },
-        'max-pixels': { type: 'string' },
-        'max-bytes': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n\n${HELP}`, 2);
-  }
+  const parsed = parseCommand(
+    argv,
+    {
+      out: { type: 'string', short: 'o' },
+      backend: { type: 'string', default: 'auto' },
+      'max-pixels': { type: 'string' },
+      'max-bytes': { type: 'string' },
+    },
+    HELP,
+    io,
+  );
+  if (!parsed) return 0;
   const { values, positionals } = parsed;
-  if (values.help) {
-    io.stdout(HELP);
-    return 0;
-  }
   const input = positionals[0];
   if (positionals.length !== 1 || input === undefined || !values.out) {
     throw new CliError(`need one <image> and --out <file>\n\n${HELP}`, 2);

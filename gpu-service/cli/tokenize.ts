@@ -2,8 +2,7 @@
 // Prints one JSON object per prompt per line: {"input_ids":[35],"attention_mask":[35]}.
 // The output is a stable contract for scripts: key order and 35-wide arrays never change.
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { CliError, type Io } from './io.js';
+import { CliError, parseCommand, type Io } from './io.js';
 import { loadTokenizer } from '../tokenizer.js';
 import { MAX_LENGTH } from '../../contracts/tokenizer/index.js';
 
@@ -21,21 +20,9 @@ exactly as ImageReward's BertTokenizer (padding='max_length', truncation=True, m
 `;
 
 export async function tokenizeCommand(argv: string[], io: Io): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { file: { type: 'string' }, vocab: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    });
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n\n${HELP}`, 2);
-  }
+  const parsed = parseCommand(argv, { file: { type: 'string' }, vocab: { type: 'string' } }, HELP, io);
+  if (!parsed) return 0;
   const { values, positionals } = parsed;
-  if (values.help) {
-    io.stdout(HELP);
-    return 0;
-  }
   if ((values.file === undefined) === (positionals.length === 0) || positionals.length > 1) {
     throw new CliError(`give exactly one prompt argument or --file\n\n${HELP}`, 2);
   }
