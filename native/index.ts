@@ -13,7 +13,21 @@
 //   preprocess.cropNormalize Crop size×size at (left, top) from interleaved RGB and
 //                            apply torchvision ToTensor + Normalize in float32,
 //                            CHW layout (what the model consumes).
-//   buildInfo()              What was compiled in.
+//   decode(bytes, format, {maxPixels, alpha?})
+//                            JPEG / PNG (bit depth <= 8) / still WebP → interleaved
+//                            8-bit samples with the system libjpeg-turbo / libpng /
+//                            libwebp (the libraries Debian's Pillow 9.4 links, with its
+//                            settings): JPEG grey 1, RGB 3, CMYK 4 channels (inverted, as
+//                            Pillow's CMYK;I); PNG grey 1 (1/2/4-bit scaled), RGB 3,
+//                            palette 3 (looked up), grey+alpha 2, RGBA 4, tRNS never
+//                            applied; WebP RGB 3 or, with alpha: true, RGBA 4. Runs on the
+//                            libuv pool; the input is copied first. The pixel limit is
+//                            checked from the stream's header before allocating. Rejects
+//                            with an Error whose code is ERR_DECODE_CORRUPT,
+//                            ERR_DECODE_TOO_LARGE or ERR_DECODE_UNSUPPORTED (a case the
+//                            decoder leaves to another: 16-bit PNG, animated WebP, or a
+//                            decoder not compiled in).
+//   buildInfo()              What was compiled in (decoders: the formats decode handles).
 //
 // Bad arguments throw TypeError (wrong type, unknown filter) or RangeError (sizes,
 // buffer length != width*height*channels, crop outside the image); `resize` rejects
@@ -35,14 +49,35 @@ export interface NativePreprocess {
   cropNormalize(rgb: Uint8Array, width: number, height: number, left: number, top: number, size: number, mean: Triple, std: Triple): Float32Array;
 }
 
+export type NativeDecodeFormat = 'jpeg' | 'png' | 'webp';
+
+export interface NativeDecodeOptions {
+  /** Refuse (ERR_DECODE_TOO_LARGE) when the stream's header has more pixels than this. */
+  maxPixels: number;
+  /** WebP only: decode to RGBA (4 channels) instead of RGB (3). */
+  alpha?: boolean;
+}
+
+export interface NativeDecoded {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+export type NativeDecodeErrorCode = 'ERR_DECODE_CORRUPT' | 'ERR_DECODE_TOO_LARGE' | 'ERR_DECODE_UNSUPPORTED';
+
 export interface NativeBuildInfo {
   version: string;
   cuda: boolean;
   compiler: string;
+  /** Formats `decode` handles (each compiled in only when its system library was found). */
+  decoders: NativeDecodeFormat[];
 }
 
 export interface NativeAddon {
   preprocess: NativePreprocess;
+  decode(bytes: Uint8Array, format: NativeDecodeFormat, options: NativeDecodeOptions): Promise<NativeDecoded>;
   buildInfo(): NativeBuildInfo;
 }
 
@@ -64,7 +99,7 @@ function binaryPath(): string {
 function isAddon(m: unknown): m is NativeAddon {
   const a = m as Partial<NativeAddon> | null;
   const p = a?.preprocess as Partial<NativePreprocess> | undefined;
-  return typeof a?.buildInfo === 'function' && typeof p?.resize === 'function' &&
+  return typeof a?.buildInfo === 'function' && typeof a.decode === 'function' && typeof p?.resize === 'function' &&
     typeof p.resizeSync === 'function' && typeof p.cropNormalize === 'function';
 }
 

@@ -15,7 +15,8 @@
 // node_modules/node-addon-api. cmake-js then never downloads Node.js headers;
 // the only network this needs is npm's (to install those two packages).
 // IMAGEREWARD_SKIP_NATIVE=1 skips the build; IMAGEREWARD_CUDA=OFF|AUTO|ON (default
-// OFF; no CUDA sources exist yet) is passed to CMake.
+// OFF; no CUDA sources exist yet) and IMAGEREWARD_DECODERS=ON|OFF (default ON: the
+// JPEG/PNG/WebP decoders whose system libraries are found) are passed to CMake.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -65,7 +66,10 @@ if (which.status !== 0) fail('cmake not found on PATH (apt-get install cmake, or
 const common = ['--directory', nativeDir, '--out', buildDir];
 // IMAGEREWARD_CUDA is passed on every configure (default OFF) so a value left in
 // CMakeCache.txt by an earlier run never sticks.
-const options = [`--CDIMAGEREWARD_CUDA=${process.env.IMAGEREWARD_CUDA ?? 'OFF'}`];
+const options = [
+  `--CDIMAGEREWARD_CUDA=${process.env.IMAGEREWARD_CUDA ?? 'OFF'}`,
+  `--CDIMAGEREWARD_DECODERS=${process.env.IMAGEREWARD_DECODERS ?? 'ON'}`,
+];
 console.log(`[native] building ${built}`);
 for (const args of [
   ['configure', ...common, ...options],

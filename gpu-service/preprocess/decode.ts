@@ -3,11 +3,17 @@
 //
 // The mode comes from our own header readers (formats/*), which look at what Pillow's
 // plugins look at; the pixel count is checked against the limit from those headers
-// BEFORE anything is decoded. Pixels come from sharp (libvips) asked for raw samples in
-// the right colourspace and depth, with ICC profiles ignored, and the bands are then
-// fitted to the Pillow mode. GIF is decoded entirely by formats/gif.ts.
+// BEFORE anything is decoded. JPEG, PNG (bit depth <= 8) and still WebP are decoded by
+// the native addon's decoders when they are compiled in (the system libjpeg-turbo,
+// libpng and libwebp that Debian's Pillow links, so the samples are Pillow's by
+// construction; IMAGEREWARD_NATIVE_DECODE=0 or decoder: 'sharp' turns them off). The
+// rest — and everything when the addon is absent — comes from sharp (libvips) asked for
+// raw samples in the right colourspace and depth, with ICC profiles ignored. Either
+// way the bands are then fitted to the Pillow mode. GIF is decoded entirely by
+// formats/gif.ts. The decoder choice is independent of the resize backend.
 
 import sharp, { type Metadata } from 'sharp';
+import { native, nativeLoadError, type NativeDecodeFormat } from '../../native/index.js';
 import { ImageError, corrupt } from './errors.js';
 import { readGifHeader, decodeGifIndices } from './formats/gif.js';
 import { readJpegHeader } from './formats/jpeg.js';
@@ -21,8 +27,41 @@ export interface DecodedImage extends PillowImage {
   format: SupportedFormat;
 }
 
+/**
+ * Which decoder produces JPEG / PNG / WebP samples: 'auto' (default) the native one when
+ * compiled in and not disabled by IMAGEREWARD_NATIVE_DECODE=0, else sharp; 'native'
+ * requires the native decoder for the format (an Error when it is missing); 'sharp'
+ * never uses it. Cases the native decoders leave alone (16-bit PNG, animated WebP) and
+ * other formats go through sharp / formats/gif.ts whatever this says.
+ */
+export type DecoderChoice = 'auto' | 'native' | 'sharp';
+
 export interface DecodeLimits {
   maxPixels: number;
+  decoder?: DecoderChoice;
+}
+
+const NATIVE_DECODERS: ReadonlySet<NativeDecodeFormat> = new Set(native ? (native.buildInfo().decoders ?? []) : []);
+
+/** The formats the native decoders handle in this process (empty without the addon). */
+export function nativeDecoders(): NativeDecodeFormat[] {
+  return [...NATIVE_DECODERS];
+}
+
+function useNative(format: NativeDecodeFormat, choice: DecoderChoice = 'auto'): boolean {
+  switch (choice) {
+    case 'sharp':
+      return false;
+    case 'native':
+      if (!NATIVE_DECODERS.has(format)) {
+        throw new Error(`decoder 'native' requested but the native ${format} decoder is not available: ${nativeLoadError ?? 'not compiled in (library missing at build time)'}`);
+      }
+      return true;
+    case 'auto':
+      return NATIVE_DECODERS.has(format) && process.env.IMAGEREWARD_NATIVE_DECODE !== '0';
+    default:
+      throw new TypeError(`decoder must be 'auto', 'native' or 'sharp' (got ${String(choice)})`);
+  }
 }
 
 export function checkPixels(format: string, width: number, height: number, maxPixels: number): void {
@@ -83,6 +122,42 @@ async function sharpRaw(bytes: Uint8Array, format: string, width: number, height
 }
 
 /**
+ * Samples from the native decoder, or null when it leaves this file to sharp
+ * (ERR_DECODE_UNSUPPORTED). `channels` is what the caller expects for the file's mode.
+ */
+async function nativeRaw(
+  bytes: Uint8Array,
+  format: string,
+  kind: NativeDecodeFormat,
+  width: number,
+  height: number,
+  channels: number,
+  maxPixels: number,
+  alpha = false,
+): Promise<Raw | null> {
+  const addon = native;
+  if (!addon) throw new Error('internal: native decoder used without the addon');
+  let r;
+  try {
+    r = await addon.decode(bytes, kind, { maxPixels: Math.max(1, Math.floor(maxPixels)), alpha });
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === 'ERR_DECODE_UNSUPPORTED') return null;
+    const message = (err instanceof Error ? err.message : String(err)).replace(/^decode: /, '');
+    if (code === 'ERR_DECODE_TOO_LARGE') throw new ImageError('image_too_large', `${format}: ${message}`, { cause: err });
+    throw new ImageError('image_decode_failed', `${format}: ${message}`, { cause: err });
+  }
+  if (r.width !== width || r.height !== height) throw corrupt(format, `decoder returned ${r.width}x${r.height}, header says ${width}x${height}`);
+  if (r.channels !== channels) throw corrupt(format, `decoder returned ${r.channels} channels, expected ${channels}`);
+  if (r.data.length !== width * height * channels) throw corrupt(format, 'decoder returned a short buffer');
+  return { samples: r.data, channels };
+}
+
+/** PNG colour type → channels the native decoder returns (bit depth <= 8). */
+const PNG_NATIVE_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 3, 4: 2, 6: 4 };
+const JPEG_NATIVE_CHANNELS: Partial<Record<PillowMode, number>> = { L: 1, RGB: 3, CMYK: 4 };
+
+/**
  * Picks bands out of sharp's interleaved output. `take` lists, per output band, the
  * input band; -1 means a constant 255 (an alpha sharp did not produce). 16-bit samples
  * keep their high byte (Pillow's ;16B rawmodes). Mode I goes through fitInt32 instead.
@@ -137,8 +212,9 @@ async function decodeWithSharp(
   height: number,
   req: RawRequest,
   maxPixels: number,
+  nativeFirst?: () => Promise<Raw | null>,
 ): Promise<DecodedImage> {
-  const raw = await sharpRaw(bytes, format, width, height, req, maxPixels);
+  const raw = (nativeFirst ? await nativeFirst() : null) ?? (await sharpRaw(bytes, format, width, height, req, maxPixels));
   const pixels = width * height;
   const data = mode === 'I' ? fitInt32(raw, pixels) : fit(raw, pixels, takeFor(mode, raw.channels));
   if (data.length !== pixels * bands(mode)) throw new Error(`internal: ${mode} image has ${data.length} samples`);
@@ -153,7 +229,7 @@ export async function decodeImage(bytes: Uint8Array, limits: DecodeLimits): Prom
       sniffed.format ? `${sniffed.format} images are not supported` : 'not a supported image format (PNG, JPEG, GIF, WebP, TIFF, AVIF)',
     );
   }
-  const { maxPixels } = limits;
+  const { maxPixels, decoder } = limits;
   const format = sniffed.format;
   switch (format) {
     case 'PNG': {
@@ -167,19 +243,32 @@ export async function decodeImage(bytes: Uint8Array, limits: DecodeLimits): Prom
       else if (sixteen) req = { colourspace: grey ? 'grey16' : 'rgb16', ushort: true };
       else req = { colourspace: 'srgb' }; // RGB, RGBA, P (palette applied), LA (grey copied to R, G, B)
       const input = h.mode === 'P' ? padShortPalette(bytes, h) : bytes;
-      return decodeWithSharp(input, format, h.mode, h.width, h.height, req, maxPixels);
+      const channels = PNG_NATIVE_CHANNELS[h.colourType];
+      const viaNative = h.bitDepth <= 8 && channels !== undefined && useNative('png', decoder)
+        ? () => nativeRaw(input, format, 'png', h.width, h.height, channels, maxPixels)
+        : undefined;
+      return decodeWithSharp(input, format, h.mode, h.width, h.height, req, maxPixels, viaNative);
     }
     case 'JPEG': {
       const h = readJpegHeader(bytes);
       checkPixels(format, h.width, h.height, maxPixels);
       // libvips inverts CMYK JPEG samples unconditionally, which is Pillow's "CMYK;I".
       const req: RawRequest = h.mode === 'L' ? { colourspace: 'b-w' } : h.mode === 'CMYK' ? { colourspace: 'cmyk', cmykPipeline: true } : { colourspace: 'srgb' };
-      return decodeWithSharp(bytes, format, h.mode, h.width, h.height, req, maxPixels);
+      const channels = JPEG_NATIVE_CHANNELS[h.mode];
+      const viaNative = channels !== undefined && useNative('jpeg', decoder)
+        ? () => nativeRaw(bytes, format, 'jpeg', h.width, h.height, channels, maxPixels)
+        : undefined;
+      return decodeWithSharp(bytes, format, h.mode, h.width, h.height, req, maxPixels, viaNative);
     }
     case 'WEBP': {
       const h = readWebpHeader(bytes);
       checkPixels(format, h.width, h.height, maxPixels);
-      return decodeWithSharp(bytes, format, h.mode, h.width, h.height, { colourspace: 'srgb' }, maxPixels);
+      // Animated files keep going through sharp (frame 0 composited as Pillow's WebPAnimDecoder does).
+      const alpha = h.mode === 'RGBA';
+      const viaNative = !h.animated && useNative('webp', decoder)
+        ? () => nativeRaw(bytes, format, 'webp', h.width, h.height, alpha ? 4 : 3, maxPixels, alpha)
+        : undefined;
+      return decodeWithSharp(bytes, format, h.mode, h.width, h.height, { colourspace: 'srgb' }, maxPixels, viaNative);
     }
     case 'TIFF': {
       const h = readTiffHeader(bytes);

@@ -15,7 +15,7 @@
 // conversions stay in TypeScript either way. See docs/preprocessing.md.
 
 import { native, nativeLoadError, type NativePreprocess } from '../../native/index.js';
-import { decodeImage, type DecodedImage } from './decode.js';
+import { decodeImage, type DecodedImage, type DecoderChoice } from './decode.js';
 import { ImageError } from './errors.js';
 import { centerCropOffsets, resizedSize } from './geometry.js';
 import { bands, filterFor, premultiply, resizesPremultiplied, toRgb, unpremultiply, type PillowMode } from './modes.js';
@@ -26,6 +26,7 @@ import type { SupportedFormat } from './sniff.js';
 export { ImageError, IMAGE_ERROR_CODES, IMAGE_ERROR_STATUS, isImageError, type ImageErrorCode } from './errors.js';
 export type { PillowMode } from './modes.js';
 export type { SupportedFormat } from './sniff.js';
+export type { DecoderChoice } from './decode.js';
 
 export const IMAGE_SIZE = 224;
 export const MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
@@ -47,6 +48,12 @@ export interface PreprocessOptions {
   /** Refuse files larger than this many bytes (default 32 MiB). */
   maxBytes?: number;
   backend?: 'native' | 'reference' | 'auto';
+  /**
+   * Who decodes JPEG / PNG / WebP samples (independent of `backend`): 'auto' (default)
+   * the native addon's decoders when compiled in (IMAGEREWARD_NATIVE_DECODE=0 turns them
+   * off), 'native' requires them, 'sharp' never uses them. Same samples either way.
+   */
+  decoder?: DecoderChoice;
 }
 
 export interface PreprocessResult {
@@ -124,7 +131,7 @@ export async function preprocessImageDetailed(bytes: Uint8Array, opts: Preproces
   if (bytes.length === 0) throw new ImageError('image_empty', 'the image is empty (0 bytes)');
   if (bytes.length > maxBytes) throw new ImageError('image_too_large', `the file is ${bytes.length} bytes, over the limit of ${maxBytes}`);
 
-  const img = await decodeImage(bytes, { maxPixels });
+  const img = await decodeImage(bytes, opts.decoder === undefined ? { maxPixels } : { maxPixels, decoder: opts.decoder });
   const [outW, outH] = resizedSize(img.width, img.height, IMAGE_SIZE);
   // Upstream materialises the whole resized image before cropping; for extreme aspect
   // ratios (beyond ~1783:1 with the default) that is itself a bomb, so it gets the same

@@ -4,7 +4,8 @@
 //   preprocess.resizeSync(src, w, h, channels, outW, outH, filter) → Uint8Array
 //   preprocess.resize(...same)                                     → Promise<Uint8Array>
 //   preprocess.cropNormalize(rgb, w, h, left, top, size, mean, std) → Float32Array (CHW)
-//   buildInfo()                                                    → {version, cuda, compiler}
+//   decode(bytes, format, {maxPixels, alpha?})                     → Promise<{data, width, height, channels}>
+//   buildInfo()                                                    → {version, cuda, compiler, decoders}
 //
 // Errors: built with C++ exceptions (NODE_ADDON_API_CPP_EXCEPTIONS[_ALL]).
 // Argument checks throw Napi::TypeError (wrong type, unknown filter name) or
@@ -18,17 +19,36 @@
 // thread reads it); the output Uint8Array is allocated on the JS thread, kept
 // alive by a reference, filled on the libuv pool (AsyncWorker::Execute) and only
 // handed to JS when the work is done.
+//
+// Async decode: same input rule (copied on the JS thread). The decoder (decode_*.cc,
+// compiled in only when CMake found its system library; buildInfo().decoders lists
+// them) runs on the pool and mallocs the pixels once it knows the size; OnOK hands
+// that buffer to JS as an external ArrayBuffer freed by its finalizer (or frees it if
+// the promise is rejected). Failures reject with an Error whose `code` is
+// ERR_DECODE_CORRUPT, ERR_DECODE_TOO_LARGE or ERR_DECODE_UNSUPPORTED (the caller may
+// fall back to another decoder); bad arguments reject with TypeError/RangeError.
 #include <napi.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "decode_common.h"
 #include "normalize.h"
 #include "resample.h"
+#if IMAGEREWARD_WITH_JPEG
+#include "decode_jpeg.h"
+#endif
+#if IMAGEREWARD_WITH_PNG
+#include "decode_png.h"
+#endif
+#if IMAGEREWARD_WITH_WEBP
+#include "decode_webp.h"
+#endif
 
 #ifndef IMAGEREWARD_VERSION
 #define IMAGEREWARD_VERSION "0.0.0"
@@ -38,6 +58,15 @@
 #endif
 #ifndef IMAGEREWARD_WITH_CUDA
 #define IMAGEREWARD_WITH_CUDA 0
+#endif
+#ifndef IMAGEREWARD_WITH_JPEG
+#define IMAGEREWARD_WITH_JPEG 0
+#endif
+#ifndef IMAGEREWARD_WITH_PNG
+#define IMAGEREWARD_WITH_PNG 0
+#endif
+#ifndef IMAGEREWARD_WITH_WEBP
+#define IMAGEREWARD_WITH_WEBP 0
 #endif
 
 namespace {
@@ -247,6 +276,139 @@ Napi::Value CropNormalize(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ---- decode ------------------------------------------------------------------------
+
+enum class DecodeFormat { Jpeg, Png, Webp };
+
+bool decoder_built(DecodeFormat f) {
+  switch (f) {
+    case DecodeFormat::Jpeg: return IMAGEREWARD_WITH_JPEG != 0;
+    case DecodeFormat::Png: return IMAGEREWARD_WITH_PNG != 0;
+    case DecodeFormat::Webp: return IMAGEREWARD_WITH_WEBP != 0;
+  }
+  return false;
+}
+
+imagereward::DecodeResult run_decoder(DecodeFormat f, const uint8_t* data, size_t size, uint64_t max_pixels, bool alpha) {
+  imagereward::DecodeResult r;
+  switch (f) {
+    case DecodeFormat::Jpeg:
+#if IMAGEREWARD_WITH_JPEG
+      return imagereward::decode_jpeg(data, size, max_pixels);
+#else
+      break;
+#endif
+    case DecodeFormat::Png:
+#if IMAGEREWARD_WITH_PNG
+      return imagereward::decode_png(data, size, max_pixels);
+#else
+      break;
+#endif
+    case DecodeFormat::Webp:
+#if IMAGEREWARD_WITH_WEBP
+      return imagereward::decode_webp(data, size, max_pixels, alpha);
+#else
+      break;
+#endif
+  }
+  (void)data; (void)size; (void)max_pixels; (void)alpha;
+  r.status = imagereward::DecodeStatus::Unsupported;
+  r.message = "decoder not compiled in";
+  return r;
+}
+
+class DecodeWorker final : public Napi::AsyncWorker {
+ public:
+  DecodeWorker(Napi::Env env, Napi::Promise::Deferred deferred, DecodeFormat format, const Napi::Uint8Array& bytes,
+               uint64_t max_pixels, bool alpha)
+      : Napi::AsyncWorker(env, "imagereward:decode"),
+        deferred_(deferred),
+        format_(format),
+        input_(bytes.Data(), bytes.Data() + bytes.ByteLength()),
+        max_pixels_(max_pixels),
+        alpha_(alpha) {}
+
+  ~DecodeWorker() override { std::free(result_.pixels.data); }
+
+  void Execute() override {  // libuv pool thread: no Napi calls here
+    result_ = run_decoder(format_, input_.data(), input_.size(), max_pixels_, alpha_);
+    std::vector<uint8_t>().swap(input_);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    using imagereward::DecodeStatus;
+    if (result_.status != DecodeStatus::Ok) {
+      const char* code = result_.status == DecodeStatus::TooLarge      ? "ERR_DECODE_TOO_LARGE"
+                         : result_.status == DecodeStatus::Unsupported ? "ERR_DECODE_UNSUPPORTED"
+                                                                       : "ERR_DECODE_CORRUPT";
+      Napi::Error e = Napi::Error::New(env, "decode: " + result_.message);
+      e.Set("code", Napi::String::New(env, code));
+      deferred_.Reject(e.Value());
+      return;
+    }
+    imagereward::DecodedPixels px = result_.pixels;
+    result_.pixels.data = nullptr;  // owned by the ArrayBuffer from here on
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, px.data, px.bytes, [](Napi::Env, void* p) { std::free(p); });
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("data", Napi::Uint8Array::New(env, px.bytes, ab, 0));
+    o.Set("width", Napi::Number::New(env, px.width));
+    o.Set("height", Napi::Number::New(env, px.height));
+    o.Set("channels", Napi::Number::New(env, px.channels));
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  DecodeFormat format_;
+  std::vector<uint8_t> input_;
+  uint64_t max_pixels_;
+  bool alpha_;
+  imagereward::DecodeResult result_;
+};
+
+Napi::Value Decode(const Napi::CallbackInfo& info) {
+  const char* fn = "decode";
+  Napi::Env env = info.Env();
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  try {
+    const Napi::Uint8Array bytes = u8_arg(info, 0, fn, "bytes");
+    const Napi::Value fv = info[1];
+    if (!fv.IsString()) type_error(env, fn, "format must be 'jpeg', 'png' or 'webp', got " + describe(fv));
+    const std::string fs = fv.As<Napi::String>().Utf8Value();
+    DecodeFormat format;
+    if (fs == "jpeg") format = DecodeFormat::Jpeg;
+    else if (fs == "png") format = DecodeFormat::Png;
+    else if (fs == "webp") format = DecodeFormat::Webp;
+    else type_error(env, fn, "format must be 'jpeg', 'png' or 'webp', got '" + fs + "'");
+    const Napi::Value ov = info[2];
+    if (!ov.IsObject()) type_error(env, fn, "options must be an object, got " + describe(ov));
+    const Napi::Object opts = ov.As<Napi::Object>();
+    const Napi::Value mp = opts.Get("maxPixels");
+    if (!mp.IsNumber()) type_error(env, fn, "options.maxPixels must be a number, got " + describe(mp));
+    const double maxp = mp.As<Napi::Number>().DoubleValue();
+    if (!(maxp >= 1) || !std::isfinite(maxp) || std::floor(maxp) != maxp || maxp > 9007199254740991.0) {
+      range_error(env, fn, "options.maxPixels must be a positive integer, got " + describe(mp));
+    }
+    const Napi::Value av = opts.Get("alpha");
+    if (!av.IsUndefined() && !av.IsBoolean()) type_error(env, fn, "options.alpha must be a boolean, got " + describe(av));
+    const bool alpha = av.IsBoolean() && av.As<Napi::Boolean>().Value();
+    if (!decoder_built(format)) {
+      Napi::Error e = Napi::Error::New(env, "decode: the " + fs + " decoder was not compiled in");
+      e.Set("code", Napi::String::New(env, "ERR_DECODE_UNSUPPORTED"));
+      throw e;
+    }
+    auto* worker = new DecodeWorker(env, deferred, format, bytes, static_cast<uint64_t>(maxp), alpha);
+    worker->Queue();
+  } catch (const Napi::Error& e) {
+    deferred.Reject(e.Value());
+  } catch (const std::exception& e) {
+    deferred.Reject(Napi::Error::New(env, std::string("decode: ") + e.what()).Value());
+  }
+  return deferred.Promise();
+}
+
 // ---- buildInfo -------------------------------------------------------------------
 
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
@@ -255,6 +417,12 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("version", IMAGEREWARD_VERSION);
   o.Set("cuda", Napi::Boolean::New(env, IMAGEREWARD_WITH_CUDA != 0));
   o.Set("compiler", IMAGEREWARD_COMPILER);
+  Napi::Array decoders = Napi::Array::New(env);
+  uint32_t n = 0;
+  if (IMAGEREWARD_WITH_JPEG) decoders.Set(n++, "jpeg");
+  if (IMAGEREWARD_WITH_PNG) decoders.Set(n++, "png");
+  if (IMAGEREWARD_WITH_WEBP) decoders.Set(n++, "webp");
+  o.Set("decoders", decoders);
   return o;
 }
 
@@ -264,6 +432,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   preprocess.Set("resizeSync", Napi::Function::New(env, ResizeSync, "resizeSync"));
   preprocess.Set("cropNormalize", Napi::Function::New(env, CropNormalize, "cropNormalize"));
   exports.Set("preprocess", preprocess);
+  exports.Set("decode", Napi::Function::New(env, Decode, "decode"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   return exports;
 }

@@ -1,7 +1,8 @@
 // Parity with upstream ImageReward's preprocessing (torchvision 0.14 + Pillow 9.4), over
 // the corpus written by test/fixtures/preprocess/generate.py. For every image: the mode
 // Pillow opens it as, the resize/crop geometry, the uint8 224x224 RGB crop (exact), and
-// the float32 tensor (max abs diff <= 1e-6, in practice 0) — with every backend we have.
+// the float32 tensor (max abs diff <= 1e-6, in practice 0) — with every backend we have,
+// and with each decoder for JPEG/PNG/WebP samples (sharp, and the addon's native ones).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { native } from '../../native/index.js';
 import { MEAN, STD, preprocessImageDetailed } from '../../gpu-service/preprocess/index.js';
 import { normalizeTable } from '../../gpu-service/preprocess/reference/normalize.js';
+import { nativeDecoders } from '../../gpu-service/preprocess/decode.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'preprocess');
 const SHARED = join(import.meta.dirname, '..', '..', '..', 'shared');
@@ -97,9 +99,14 @@ describe('fixtures', () => {
 });
 
 const backends: Array<'reference' | 'native'> = native ? ['reference', 'native'] : ['reference'];
+// 'native' needs all three native decoders; with only some compiled in, 'auto' uses those.
+const nativeDecoding = nativeDecoders();
+const decoders: Array<'sharp' | 'native' | 'auto'> =
+  nativeDecoding.length === 3 ? ['sharp', 'native'] : nativeDecoding.length > 0 ? ['sharp', 'auto'] : ['sharp'];
+const combos = backends.flatMap((backend) => decoders.map((decoder) => [backend, decoder] as const));
 const summary: string[] = [];
 
-describe.each(backends)('parity with Pillow 9.4 + torchvision 0.14, backend %s', (backend) => {
+describe.each(combos)('parity with Pillow 9.4 + torchvision 0.14, backend %s, decoder %s', (backend, decoder) => {
   it.for(manifest.images.map((e) => [e.name, e] as const))('%s', async ([, e], ctx) => {
     const path = inputPath(e);
     if (!existsSync(path)) {
@@ -109,7 +116,7 @@ describe.each(backends)('parity with Pillow 9.4 + torchvision 0.14, backend %s',
     const bytes = readFileSync(path);
     expect(createHash('sha256').update(bytes).digest('hex'), 'input differs from the one the expected output was made from').toBe(e.sha256);
 
-    const r = await preprocessImageDetailed(bytes, { backend });
+    const r = await preprocessImageDetailed(bytes, { backend, decoder });
     expect(r.backend).toBe(backend);
     expect(r.format).toBe(e.format);
     expect(r.mode, 'Pillow mode').toBe(e.mode);
@@ -121,7 +128,7 @@ describe.each(backends)('parity with Pillow 9.4 + torchvision 0.14, backend %s',
     const rgbDiff = maxAbsDiff(r.rgb, want);
     const wantTensor = tensorFromTable(want);
     const tDiff = maxAbsDiff(r.tensor, wantTensor);
-    summary.push(`${backend.padEnd(9)} ${e.name.padEnd(42)} ${e.mode.padEnd(4)} uint8 max diff ${rgbDiff.max} (${rgbDiff.count} samples), tensor max diff ${tDiff.max}`);
+    summary.push(`${backend.padEnd(9)} ${decoder.padEnd(6)} ${e.name.padEnd(42)} ${e.mode.padEnd(4)} uint8 max diff ${rgbDiff.max} (${rgbDiff.count} samples), tensor max diff ${tDiff.max}`);
     expect(rgbDiff.max, `uint8 crop: max diff ${rgbDiff.max} in ${rgbDiff.count} samples`).toBe(0);
     expect(r.tensor.length).toBe(3 * SIZE * SIZE);
     expect(tDiff.max).toBeLessThanOrEqual(1e-6);

@@ -1,7 +1,7 @@
 // JPEG header: size, sample precision and component count from the SOF segment, which
 // is all Pillow 9.4's JpegImagePlugin uses to pick the mode (1 → L, 3 → RGB, 4 → CMYK,
 // and CMYK is always read with Adobe polarity, "CMYK;I", whether or not an Adobe APP14
-// segment is present). Pixels are decoded by sharp (libjpeg-turbo/mozjpeg).
+// segment is present). Pixels are decoded natively (system libjpeg-turbo) or by sharp; see decode.ts.
 
 import { ImageError, corrupt } from '../errors.js';
 import type { PillowMode } from '../modes.js';

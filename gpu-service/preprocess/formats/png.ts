@@ -1,5 +1,5 @@
 // PNG header: what Pillow 9.4's PngImagePlugin needs to pick the mode — bit depth and
-// colour type from IHDR. Pixels are decoded by sharp (libpng/libspng); this only reads
+// colour type from IHDR. Pixels are decoded natively (system libpng, bit depth <= 8) or by sharp; this only reads
 // the chunks before the first IDAT, checking their CRCs as Pillow does.
 
 import { crc32 } from 'node:zlib';
