@@ -4,6 +4,7 @@ import { CliError, type Io, processIo } from './io.js';
 import { tokenizeCommand } from './tokenize.js';
 import { preprocessCommand } from './preprocess.js';
 import { infoCommand } from './info.js';
+import { fetchModelCommand } from './fetch-model.js';
 import { packageVersion } from '../package-root.js';
 
 type Command = (argv: string[], io: Io) => Promise<number>;
@@ -11,6 +12,7 @@ type Command = (argv: string[], io: Io) => Promise<number>;
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   tokenize: { run: tokenizeCommand, summary: 'Token ids + attention mask exactly as ImageReward sees a prompt' },
   preprocess: { run: preprocessCommand, summary: 'Write the model-ready 3x224x224 float32 tensor of an image' },
+  'fetch-model': { run: fetchModelCommand, summary: 'Download ImageReward.pt, med_config.json and vocab.txt from the Hub (resumable, verified)' },
   info: { run: infoCommand, summary: 'Versions, native addon status and backends' },
 };
 
