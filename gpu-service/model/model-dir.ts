@@ -1,0 +1,67 @@
+// The converted model directory: what `imagereward convert` writes and the
+// runtime loads. Three files, all written together (atomically):
+//   model.safetensors  fp32 tensors under their upstream state_dict names
+//   config.json        architecture, normalization, provenance (ModelDirConfig)
+//   vocab.txt          the BERT vocab the tokenizer uses
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ImageRewardConfig } from './architecture.js';
+
+export const MODEL_DIR_FORMAT = 'imagereward-model-dir';
+export const MODEL_DIR_FORMAT_VERSION = 1;
+export const MODEL_ID = 'ImageReward-v1.0';
+
+export const WEIGHTS_FILE = 'model.safetensors';
+export const CONFIG_FILE = 'config.json';
+export const VOCAB_FILE = 'vocab.txt';
+export const MODEL_DIR_FILES = [WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE] as const;
+
+/** ImageReward's reward normalization: score = (raw - mean) / std (ImageReward.py). */
+export const REWARD_NORMALIZATION = { mean: 0.16717362830052426, std: 1.0333394966054072 } as const;
+
+export interface ModelDirSource {
+  /** Basename of the converted checkpoint. */
+  file: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface ModelDirConfig {
+  format: typeof MODEL_DIR_FORMAT;
+  format_version: number;
+  model_id: string;
+  /** Architecture hyper-parameters. */
+  config: ImageRewardConfig;
+  normalization: { mean: number; std: number };
+  /** Data type of every tensor in model.safetensors. */
+  dtype: 'F32';
+  tensors: number;
+  source: ModelDirSource;
+  vocab: { file: string; sha256: string };
+}
+
+export class ModelDirError extends Error {
+  override name = 'ModelDirError';
+}
+
+/** Reads and sanity-checks `<dir>/config.json`. */
+export async function readModelDirConfig(dir: string): Promise<ModelDirConfig> {
+  const path = join(dir, CONFIG_FILE);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new ModelDirError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  const c = parsed as Partial<ModelDirConfig> | null;
+  if (typeof c !== 'object' || c === null || c.format !== MODEL_DIR_FORMAT) {
+    throw new ModelDirError(`${path} is not an imagereward model directory config (format must be "${MODEL_DIR_FORMAT}")`);
+  }
+  if (c.format_version !== MODEL_DIR_FORMAT_VERSION) {
+    throw new ModelDirError(`${path} has format_version ${String(c.format_version)}; this version reads ${MODEL_DIR_FORMAT_VERSION}`);
+  }
+  if (typeof c.source?.sha256 !== 'string' || typeof c.config !== 'object' || c.config === null) {
+    throw new ModelDirError(`${path} lacks source.sha256 or config`);
+  }
+  return c as ModelDirConfig;
+}
