@@ -16,6 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { native, nativeLoadError } from '../../native/index.js';
 import type { NativeAddon, ResampleFilter, Triple } from '../../native/index.js';
 import { resizeSync as referenceResize } from '../../gpu-service/preprocess/reference/resample.js';
+import { rng } from '../support/rng.js';
 
 const REQUIRED = process.env.CI === 'true' || process.env.IMAGEREWARD_NATIVE_REQUIRED === '1';
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -69,17 +70,6 @@ function firstMismatch(a: Uint8Array, b: Uint8Array): string | null {
   return count === 0 ? null : `${count} of ${a.length} bytes differ, first at ${first}: ${a[first]} != ${b[first]}`;
 }
 
-/** Deterministic PRNG for randomized tests (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function randomBytes(n: number, next: () => number): Uint8Array {
   const a = new Uint8Array(n);
   for (let i = 0; i < n; i++) a[i] = Math.floor(next() * 256);

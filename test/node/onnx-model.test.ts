@@ -8,19 +8,10 @@ import { GraphBuilder, DataType, DEFAULT_OPSET, DEFAULT_IR_VERSION, encodeModel,
 import { DecodedMessage, ProtoWriter, decodeFields } from '../../gpu-service/onnx/protobuf.js';
 import { safetensorsInitializer } from '../../gpu-service/onnx/external.js';
 import { openSafetensors, writeSafetensors, type TensorSpec } from '../../gpu-service/model/safetensors.js';
+import { rng } from '../support/rng.js';
 
 // --- helpers ---------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function randArray(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);
   return Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
