@@ -6,6 +6,7 @@ import { preprocessCommand } from './preprocess.js';
 import { infoCommand } from './info.js';
 import { fetchModelCommand } from './fetch-model.js';
 import { convertCommand } from './convert.js';
+import { scoreCommand } from './score.js';
 import { packageVersion } from '../package-root.js';
 
 type Command = (argv: string[], io: Io) => Promise<number>;
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   tokenize: { run: tokenizeCommand, summary: 'Token ids + attention mask exactly as ImageReward sees a prompt' },
   preprocess: { run: preprocessCommand, summary: 'Write the model-ready 3x224x224 float32 tensor of an image' },
   'fetch-model': { run: fetchModelCommand, summary: 'Download ImageReward.pt, med_config.json and vocab.txt from the Hub (resumable, verified)' },
+  score: { run: scoreCommand, summary: 'Score images against a prompt (ONNX Runtime on CPU); --json for rewards + ranking' },
   convert: { run: convertCommand, summary: 'Turn an ImageReward.pt checkpoint into a validated model directory (safetensors)' },
   info: { run: infoCommand, summary: 'Versions, native addon status and backends' },
 };

@@ -1,0 +1,78 @@
+// imagereward score --model <dir|ImageReward.pt> --prompt "…" <image>... [--json]
+// Scores images against a prompt with the ONNX Runtime backend (CPU by
+// default), all images in one batched forward.
+import { CliError, EXIT, parseCommand, type Io } from './io.js';
+import { ConvertError } from '../model/convert.js';
+import { ModelDirError } from '../model/model-dir.js';
+import { CheckpointValidationError } from '../model/architecture.js';
+import { ImageError } from '../preprocess/index.js';
+import { OrtBackendError } from '../scorer/ort-backend.js';
+import { ScorerError, createScorer, type Scorer } from '../scorer/scorer.js';
+
+const HELP = `Usage:
+  imagereward score --model <dir|ImageReward.pt> --prompt <text> <image>... [--json]
+
+Scores each image against the prompt (ImageReward's normalized reward; higher
+is better). All images go through the model in one batch.
+
+Options:
+  --model <path>     a model directory (from \`imagereward convert\`), or an
+                     ImageReward.pt checkpoint, converted on first use into
+                     $IMAGEREWARD_HOME/models/<name> (or <name>.model beside it)
+  --prompt <text>    the prompt the images were generated from (required)
+  --threads <n>      onnxruntime intra-op threads (default: one per core)
+  --json             print {"model", "images", "rewards", "ranking"} as JSON
+                     (ranking[i] is image i's place, 1 = best)
+
+Prints one line per image: "<reward>  <path>". Exit status 1 with
+"error <code>: ..." for an unreadable or unsupported image.
+`;
+
+function positiveInt(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new CliError(`${flag} must be a positive integer (got "${text}")`, EXIT.usage);
+  return n;
+}
+
+function failure(err: unknown): never {
+  if (err instanceof CliError) throw err;
+  if (err instanceof ImageError) throw new CliError(`error ${err.code}: ${err.message}`, EXIT.failure, err.code);
+  if (err instanceof ScorerError) {
+    throw new CliError(err.code === 'image_unreadable' ? `error ${err.code}: ${err.message}` : err.message, EXIT.failure, err.code);
+  }
+  if (err instanceof ConvertError) throw new CliError(err.message, EXIT.failure, err.code);
+  if (err instanceof CheckpointValidationError) throw new CliError(`the checkpoint does not match the ImageReward architecture: ${err.message}`, EXIT.failure);
+  if (err instanceof ModelDirError || err instanceof OrtBackendError) throw new CliError(err.message, EXIT.failure);
+  throw err;
+}
+
+export async function scoreCommand(argv: string[], io: Io): Promise<number> {
+  const parsed = parseCommand(
+    argv,
+    { model: { type: 'string' }, prompt: { type: 'string' }, json: { type: 'boolean' }, threads: { type: 'string' } },
+    HELP,
+    io,
+  );
+  if (!parsed) return EXIT.ok;
+  const { values, positionals: images } = parsed;
+  if (values.model === undefined || values.model === '') throw new CliError(`--model <dir|ImageReward.pt> is required\n\n${HELP}`, EXIT.usage);
+  if (values.prompt === undefined) throw new CliError(`--prompt <text> is required\n\n${HELP}`, EXIT.usage);
+  if (images.length === 0) throw new CliError(`give at least one image\n\n${HELP}`, EXIT.usage);
+  const threads = values.threads !== undefined ? positiveInt('--threads', values.threads) : undefined;
+
+  let scorer: Scorer | undefined;
+  try {
+    scorer = await createScorer({ model: values.model, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
+    const { rewards, ranking } = await scorer.rank(values.prompt, images);
+    if (values.json === true) {
+      io.stdout(`${JSON.stringify({ model: scorer.modelDir, images, rewards, ranking })}\n`);
+    } else {
+      rewards.forEach((r, i) => io.stdout(`${r.toFixed(6)}  ${images[i]!}\n`));
+    }
+    return EXIT.ok;
+  } catch (err) {
+    return failure(err);
+  } finally {
+    await scorer?.dispose();
+  }
+}

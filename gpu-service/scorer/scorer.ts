@@ -1,0 +1,168 @@
+// High-level ImageReward scorer: prompt + images → rewards (and ranks), with
+// all images of one call scored in one batched forward on the ORT backend.
+//
+// Image files (bytes or paths) go through preprocessImage, which produces the
+// upstream 3x224x224 tensor; models whose vision.image is not 224 (the tiny
+// test model) can only be scored through scoreTensors.
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import type { ImageRewardConfig } from '../model/architecture.js';
+import { convertCheckpoint } from '../model/convert.js';
+import { CONFIG_FILE, VOCAB_FILE } from '../model/model-dir.js';
+import { IMAGE_SIZE, ImageError, preprocessImage } from '../preprocess/index.js';
+import { loadTokenizer } from '../tokenizer.js';
+import { OrtBackend, type OrtBackendOptions, type TextScores } from './ort-backend.js';
+import { rankRewards } from './rank.js';
+
+export { rankRewards } from './rank.js';
+
+export type ScorerErrorCode = 'model_not_found' | 'image_size_unsupported' | 'image_unreadable' | 'no_images';
+
+export class ScorerError extends Error {
+  override name = 'ScorerError';
+  constructor(
+    readonly code: ScorerErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface ScorerOptions {
+  /** A converted model directory, or an ImageReward.pt checkpoint (converted once, see modelDirFor). */
+  model: string;
+  backend?: 'ort';
+  ort?: OrtBackendOptions;
+  /** Architecture of a checkpoint given as `model` (default ImageReward-v1.0's); for tests and custom sizes. */
+  config?: ImageRewardConfig;
+}
+
+export type ImageInput = Uint8Array | string;
+
+export interface RankResult {
+  rewards: number[];
+  /** ranking[i]: 1-based place of image i (1 = highest reward; ties keep index order). */
+  ranking: number[];
+}
+
+export interface Scorer {
+  /** The model directory in use. */
+  readonly modelDir: string;
+  score(prompt: string, images: ImageInput[]): Promise<number[]>;
+  rank(prompt: string, images: ImageInput[]): Promise<RankResult>;
+  /**
+   * Lower level: pixel_values [B,3,S,S] (S = the model's vision.image), input_ids and
+   * attention_mask [B,textLength]. Buffers are transferred to the worker (see OrtBackend).
+   */
+  scoreTensors(pixels: Float32Array, ids: BigInt64Array, mask: BigInt64Array): Promise<TextScores>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Where a checkpoint is converted: $IMAGEREWARD_HOME/models/<name> when
+ * IMAGEREWARD_HOME is set, else <name>.model beside the checkpoint.
+ */
+export function modelDirFor(checkpoint: string, env: NodeJS.ProcessEnv = process.env): string {
+  const name = basename(checkpoint, extname(checkpoint));
+  const home = env.IMAGEREWARD_HOME;
+  return home ? join(home, 'models', name) : join(dirname(checkpoint), `${name}.model`);
+}
+
+async function resolveModel(opts: ScorerOptions): Promise<string> {
+  const model = opts.model;
+  let isDir: boolean;
+  try {
+    isDir = statSync(model).isDirectory();
+  } catch {
+    throw new ScorerError(
+      'model_not_found',
+      `no model at ${model}: run \`imagereward fetch-model\` to download ImageReward.pt, then \`imagereward convert\` (or pass the .pt)`,
+    );
+  }
+  if (isDir) {
+    if (!existsSync(join(model, CONFIG_FILE))) {
+      throw new ScorerError(
+        'model_not_found',
+        `${model} is not a model directory (no ${CONFIG_FILE}): create one with \`imagereward convert <ImageReward.pt> --out ${model}\` (\`imagereward fetch-model\` downloads the checkpoint)`,
+      );
+    }
+    return model;
+  }
+  const { dir } = await convertCheckpoint({ checkpoint: model, out: modelDirFor(model), ...(opts.config ? { config: opts.config } : {}) });
+  return dir;
+}
+
+async function readImage(image: ImageInput, index: number): Promise<{ bytes: Uint8Array; label: string }> {
+  if (typeof image !== 'string') return { bytes: image, label: `image ${index}` };
+  try {
+    return { bytes: await readFile(image), label: image };
+  } catch (err) {
+    throw new ScorerError('image_unreadable', `cannot read ${image}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+
+export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
+  if (opts.backend !== undefined && opts.backend !== 'ort') throw new TypeError(`unknown backend "${String(opts.backend)}"`);
+  const modelDir = await resolveModel(opts);
+  const tokenizer = await loadTokenizer(join(modelDir, VOCAB_FILE));
+  const backend = await OrtBackend.load(modelDir, opts.ort);
+  const S = backend.imageSize;
+  const L = backend.textLength;
+
+  const scoreTensors = async (pixels: Float32Array, ids: BigInt64Array, mask: BigInt64Array): Promise<TextScores> => {
+    const per = 3 * S * S;
+    const batch = pixels.length / per;
+    if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`pixels must hold B x 3 x ${S} x ${S} floats (got ${pixels.length})`);
+    const embeds = await backend.encodeImages(pixels, batch);
+    return backend.scoreText(ids, mask, embeds, batch);
+  };
+
+  const score = async (prompt: string, images: ImageInput[]): Promise<number[]> => {
+    if (images.length === 0) throw new ScorerError('no_images', 'no images to score');
+    if (S !== IMAGE_SIZE) {
+      throw new ScorerError(
+        'image_size_unsupported',
+        `${modelDir} takes ${S}x${S} images; image files are preprocessed to ${IMAGE_SIZE}x${IMAGE_SIZE} only (use scoreTensors)`,
+      );
+    }
+    const per = 3 * S * S;
+    const pixels = new Float32Array(images.length * per);
+    await Promise.all(
+      images.map(async (image, i) => {
+        const { bytes, label } = await readImage(image, i);
+        let t: Float32Array;
+        try {
+          t = await preprocessImage(bytes);
+        } catch (err) {
+          if (err instanceof ImageError) throw new ImageError(err.code, `${label}: ${err.message}`, { cause: err });
+          throw err;
+        }
+        pixels.set(t, i * per);
+      }),
+    );
+    const enc = tokenizer.encode(prompt, L);
+    const ids = new BigInt64Array(images.length * L);
+    const mask = new BigInt64Array(images.length * L);
+    for (let i = 0; i < images.length; i++) {
+      for (let j = 0; j < L; j++) {
+        ids[i * L + j] = BigInt(enc.input_ids[j] ?? 0);
+        mask[i * L + j] = BigInt(enc.attention_mask[j] ?? 0);
+      }
+    }
+    const { reward } = await scoreTensors(pixels, ids, mask);
+    return Array.from(reward);
+  };
+
+  return {
+    modelDir,
+    score,
+    async rank(prompt, images) {
+      const rewards = await score(prompt, images);
+      return { rewards, ranking: rankRewards(rewards) };
+    },
+    scoreTensors,
+    dispose: () => backend.dispose(),
+  };
+}
