@@ -7,50 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
 import { convertCheckpoint } from '../../gpu-service/model/convert.js';
 import { TEXT_ONNX_FILE, VISION_ONNX_FILE, buildImageRewardGraphs } from '../../gpu-service/onnx/imagereward-graph.js';
+import { TINY, TINY_CONFIG, f32, maxAbsDiff, tinyIo, type TinyCase as Case } from '../support/tiny-model.js';
 
-const ROOT = join(import.meta.dirname, '../..');
-const TINY = join(ROOT, 'test/fixtures/checkpoint/tiny.pt');
-
-interface F32Json {
-  dtype: string;
-  shape: number[];
-  base64: string;
-}
-interface Case {
-  pixel_values: F32Json;
-  input_ids: number[][];
-  attention_mask: number[][];
-  image_embeds: F32Json;
-  text_hidden_cls: F32Json;
-  raw: number[];
-  reward: number[];
-}
-interface TinyIo {
-  config: ImageRewardConfig;
-  batch: Case;
-  single: Case & { fromBatchIndex: number };
-}
-const io = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/model/tiny-io.json'), 'utf8')) as TinyIo;
-const TINY_CONFIG: ImageRewardConfig = { vision: io.config.vision, text: io.config.text, mlp: io.config.mlp };
-
-function f32(t: F32Json): Float32Array {
-  expect(t.dtype).toBe('F32');
-  const buf = Buffer.from(t.base64, 'base64');
-  const out = new Float32Array(buf.byteLength / 4);
-  for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(i * 4);
-  expect(out.length).toBe(t.shape.reduce((a, b) => a * b, 1));
-  return out;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
-  return worst;
-}
+const io = tinyIo;
 
 function int64Tensor(rows: number[][]): ort.Tensor {
   const flat = rows.flat();

@@ -6,7 +6,6 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
 import { convertCheckpoint } from '../../gpu-service/model/convert.js';
 import { TEXT_ONNX_FILE, VISION_ONNX_FILE } from '../../gpu-service/onnx/imagereward-graph.js';
 import { OrtBackend } from '../../gpu-service/scorer/ort-backend.js';
@@ -14,45 +13,18 @@ import { rankRewards } from '../../gpu-service/scorer/rank.js';
 import { ScorerError, createScorer, modelDirFor } from '../../gpu-service/scorer/scorer.js';
 import { scoreCommand } from '../../gpu-service/cli/score.js';
 import { CliError, type Io } from '../../gpu-service/cli/io.js';
+import { ROOT, TINY, TINY_CONFIG, f32, maxAbsDiff, tinyIo, type TinyCase as Case } from '../support/tiny-model.js';
 
-const ROOT = join(import.meta.dirname, '../..');
-const TINY = join(ROOT, 'test/fixtures/checkpoint/tiny.pt');
-
-interface F32Json {
-  dtype: string;
-  shape: number[];
-  base64: string;
-}
-interface Case {
-  pixel_values: F32Json;
-  input_ids: number[][];
-  attention_mask: number[][];
-  raw: number[];
-  reward: number[];
-}
-const fixture = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/model/tiny-io.json'), 'utf8')) as {
-  config: ImageRewardConfig;
-  batch: Case;
-};
-const TINY_CONFIG: ImageRewardConfig = { vision: fixture.config.vision, text: fixture.config.text, mlp: fixture.config.mlp };
+const fixture = tinyIo;
 const batch = fixture.batch;
 const B = batch.input_ids.length;
 
 /** A fresh Float32Array on its own buffer (the backend transfers, i.e. detaches, its inputs). */
 function pixels(c: Case = batch): Float32Array {
-  const buf = Buffer.from(c.pixel_values.base64, 'base64');
-  const out = new Float32Array(buf.byteLength / 4);
-  for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(i * 4);
-  return out;
+  return f32(c.pixel_values);
 }
 function i64(rows: number[][]): BigInt64Array {
   return BigInt64Array.from(rows.flat(), (v) => BigInt(v));
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
-  return worst;
 }
 
 let work: string;
@@ -141,7 +113,13 @@ describe('OrtBackend (worker thread, tiny checkpoint)', () => {
 
   it('rejects pending calls when the worker dies', async () => {
     const b = await OrtBackend.load(modelDir, { intraOpNumThreads: 1 });
-    const pending = b.encodeImages(pixels(), B);
+    // A large batch (~100 ms of work) so the worker cannot finish it before
+    // terminate() lands, even on a loaded machine: the call must be pending.
+    const one = pixels();
+    const copies = 1024;
+    const big = new Float32Array(one.length * copies);
+    for (let i = 0; i < copies; i++) big.set(one, i * one.length);
+    const pending = b.encodeImages(big, B * copies);
     await (b as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
     await expect(pending).rejects.toThrow(/ORT worker exited/);
     await expect(b.encodeImages(pixels(), B)).rejects.toThrow(/ORT worker exited/);
