@@ -28,6 +28,9 @@ Options:
   --out <dir>        the model directory to create (required)
   --force            replace <dir> if it holds a different conversion
   --vocab <path>     a BERT vocab.txt other than the bundled bert-base-uncased one
+  --model-id <id>    the model id to record (default: ImageReward-v1.0 for the
+                     released checkpoint, recognised by its sha256; otherwise the
+                     checkpoint's file name)
   --config <json>    advanced, for tests and custom sizes: architecture
                      hyper-parameters ({vision, text, mlp}, or a file with a
                      "config" key holding them) instead of ImageReward-v1.0's
@@ -62,7 +65,7 @@ async function readConfig(path: string): Promise<ImageRewardConfig> {
 export async function convertCommand(argv: string[], io: Io): Promise<number> {
   const parsed = parseCommand(
     argv,
-    { out: { type: 'string' }, force: { type: 'boolean' }, vocab: { type: 'string' }, config: { type: 'string' } },
+    { out: { type: 'string' }, force: { type: 'boolean' }, vocab: { type: 'string' }, config: { type: 'string' }, 'model-id': { type: 'string' } },
     HELP,
     io,
   );
@@ -72,6 +75,9 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
   if (values.out === undefined || values.out === '') throw new CliError(`--out <dir> is required\n\n${HELP}`, EXIT.usage);
   const checkpoint = positionals[0]!;
   const config = values.config !== undefined ? await readConfig(values.config) : undefined;
+  if (values['model-id'] !== undefined && !/^[\w.:@+-]{1,128}$/.test(values['model-id'])) {
+    throw new CliError(`--model-id must be 1-128 characters of letters, digits and . : @ + - _ (got "${values['model-id']}")`, EXIT.usage);
+  }
 
   const onProgress = (p: ConvertProgress): void => {
     switch (p.phase) {
@@ -104,6 +110,7 @@ export async function convertCommand(argv: string[], io: Io): Promise<number> {
       onProgress,
       ...(config !== undefined ? { config } : {}),
       ...(values.vocab !== undefined ? { vocab: values.vocab } : {}),
+      ...(values['model-id'] !== undefined ? { modelId: values['model-id'] } : {}),
     }));
   } catch (err) {
     if (err instanceof CheckpointValidationError) throw new CliError(`${checkpoint} does not match the ImageReward architecture: ${err.message}`, EXIT.failure, 'convert_invalid');

@@ -18,11 +18,13 @@ is better). All images go through the model in one batch.
 Options:
   --model <path>     a model directory (from \`imagereward convert\`), or an
                      ImageReward.pt checkpoint, converted on first use into
-                     $IMAGEREWARD_HOME/models/<name> (or <name>.model beside it)
+                     $IMAGEREWARD_HOME/models/<name>-<path hash> (or
+                     <name>.model beside it)
   --prompt <text>    the prompt the images were generated from (required)
   --threads <n>      onnxruntime intra-op threads (default: one per core)
-  --json             print {"model", "images", "rewards", "ranking"} as JSON
-                     (ranking[i] is image i's place, 1 = best)
+  --json             print {"model", "model_dir", "images", "rewards", "ranking"}
+                     as JSON (model: the model id; ranking[i] is image i's
+                     place, 1 = best)
 
 Prints one line per image: "<reward>  <path>". Exit status 1 with
 "error <code>: ..." for an unreadable or unsupported image.
@@ -65,7 +67,7 @@ export async function scoreCommand(argv: string[], io: Io): Promise<number> {
     scorer = await createScorer({ model: values.model, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
     const { rewards, ranking } = await scorer.rank(values.prompt, images);
     if (values.json === true) {
-      io.stdout(`${JSON.stringify({ model: scorer.modelDir, images, rewards, ranking })}\n`);
+      io.stdout(`${JSON.stringify({ model: scorer.modelId, model_dir: scorer.modelDir, images, rewards, ranking })}\n`);
     } else {
       rewards.forEach((r, i) => io.stdout(`${r.toFixed(6)}  ${images[i]!}\n`));
     }

@@ -5,13 +5,14 @@
 // the target, fsync, rename) or not at all.
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { IMAGEREWARD_CONFIG, UNUSED_TENSOR_PREFIXES, checkConfig, requiredTensors, validateCheckpoint, type ImageRewardConfig } from './architecture.js';
 import { openCheckpoint } from './checkpoint.js';
 import { hashFile } from './fetch.js';
 import { writeSafetensors } from './safetensors.js';
 import {
   CONFIG_FILE,
+  IMAGEREWARD_V1_SHA256,
   MODEL_DIR_FILES,
   MODEL_DIR_FORMAT,
   MODEL_DIR_FORMAT_VERSION,
@@ -52,6 +53,12 @@ export interface ConvertOptions {
   config?: ImageRewardConfig;
   /** vocab.txt to copy (default: the bundled bert-base-uncased vocab). */
   vocab?: string;
+  /**
+   * model_id recorded in config.json. Default: "ImageReward-v1.0" for the released
+   * checkpoint (by sha256), else the checkpoint's file name without extension, so a
+   * fine-tune or a test model is never labelled as the release.
+   */
+  modelId?: string;
   /** Replace an existing, different `out` directory. */
   force?: boolean;
   onProgress?: (p: ConvertProgress) => void;
@@ -84,21 +91,54 @@ async function fsyncPath(path: string): Promise<void> {
   }
 }
 
-/** True when `dir` holds every model-dir file and its config.json records `sha256` and `config`. */
-async function isSameConversion(dir: string, sha256: string, config: ImageRewardConfig): Promise<boolean> {
+interface SourceIdentity {
+  /** Content hash; undefined = not hashed yet (then path, size and mtime must match). */
+  sha256?: string;
+  path: string;
+  bytes: number;
+  mtimeMs: number;
+}
+
+/**
+ * True when `dir` holds every model-dir file and its config.json records this
+ * checkpoint (by sha256, or by unchanged path + size + mtime when not hashed),
+ * `config` and, when given, `modelId`.
+ */
+async function isSameConversion(dir: string, source: SourceIdentity, config: ImageRewardConfig, modelId: string | undefined): Promise<boolean> {
   let existing: ModelDirConfig;
   try {
     existing = await readModelDirConfig(dir);
   } catch {
     return false;
   }
-  if (existing.source.sha256 !== sha256) return false;
+  const s = existing.source;
+  if (source.sha256 !== undefined) {
+    if (s.sha256 !== source.sha256) return false;
+  } else if (s.path !== source.path || s.bytes !== source.bytes || s.mtime_ms !== source.mtimeMs) {
+    return false;
+  }
+  if (modelId !== undefined && existing.model_id !== modelId) return false;
   if (JSON.stringify(existing.config) !== JSON.stringify(config)) return false;
   for (const f of MODEL_DIR_FILES) {
     const s = await stat(join(dir, f)).catch(() => undefined);
     if (!s?.isFile()) return false;
   }
   return true;
+}
+
+/** Records a moved or touched (but identical) checkpoint's path and mtime, so the next run skips hashing. */
+async function restampSource(dir: string, id: SourceIdentity): Promise<void> {
+  const existing = await readModelDirConfig(dir);
+  if (existing.source.path === id.path && existing.source.mtime_ms === id.mtimeMs) return;
+  const updated: ModelDirConfig = { ...existing, source: { ...existing.source, path: id.path, mtime_ms: id.mtimeMs } };
+  const tmp = tempSibling(join(dir, CONFIG_FILE), 'tmp');
+  try {
+    await writeFile(tmp, `${JSON.stringify(updated, null, 2)}\n`);
+    await rename(tmp, join(dir, CONFIG_FILE));
+  } catch {
+    // Read-only model dirs are fine: the stamp is only a shortcut.
+    await rm(tmp, { force: true }).catch(() => {});
+  }
 }
 
 /** Only the architecture fields (drops extras such as a fixture's `embedDim`). */
@@ -124,13 +164,23 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
   });
   if (!vocabStat.isFile()) throw new ConvertError(`vocab ${vocabPath} is not a file`, 'convert_no_checkpoint');
 
+  const identity: SourceIdentity = { path: checkpointPath, bytes: ckStat.size, mtimeMs: ckStat.mtimeMs };
+  let outStat = await stat(out).catch(() => undefined);
+  // Unchanged file already converted here: no need to hash 1.8 GB again.
+  if (outStat?.isDirectory() && (await isSameConversion(out, identity, config, opts.modelId))) {
+    progress({ phase: 'up-to-date', dir: out });
+    return { dir: out, converted: false };
+  }
+
   progress({ phase: 'hashing', file: checkpointPath, bytes: ckStat.size });
   const sha256 = await hashFile(checkpointPath);
+  const modelId = opts.modelId ?? (sha256 === IMAGEREWARD_V1_SHA256 ? MODEL_ID : basename(checkpointPath, extname(checkpointPath)));
 
-  const outStat = await stat(out).catch(() => undefined);
+  outStat = await stat(out).catch(() => undefined);
   if (outStat) {
     if (!outStat.isDirectory()) throw new ConvertError(`${out} exists and is not a directory`, 'convert_out_not_dir');
-    if (await isSameConversion(out, sha256, config)) {
+    if (await isSameConversion(out, { ...identity, sha256 }, config, opts.modelId)) {
+      await restampSource(out, identity);
       progress({ phase: 'up-to-date', dir: out });
       return { dir: out, converted: false };
     }
@@ -161,18 +211,18 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
         progress({ phase: 'tensor', index: index++, tensors: kept.length, name: spec.name });
         return ckpt.readTensor(spec.name);
       },
-      { format: 'pt', source_sha256: sha256, model_id: MODEL_ID },
+      { format: 'pt', source_sha256: sha256, model_id: modelId },
     );
     await copyFile(vocabPath, join(tmp, VOCAB_FILE));
     const dirConfig: ModelDirConfig = {
       format: MODEL_DIR_FORMAT,
       format_version: MODEL_DIR_FORMAT_VERSION,
-      model_id: MODEL_ID,
+      model_id: modelId,
       config,
       normalization: { ...REWARD_NORMALIZATION },
       dtype: 'F32',
       tensors: kept.length,
-      source: { file: basename(checkpointPath), bytes: ckStat.size, sha256 },
+      source: { file: basename(checkpointPath), bytes: ckStat.size, sha256, path: checkpointPath, mtime_ms: ckStat.mtimeMs },
       vocab: { file: VOCAB_FILE, sha256: await hashFile(vocabPath) },
     };
     await writeFile(join(tmp, CONFIG_FILE), `${JSON.stringify(dirConfig, null, 2)}\n`);

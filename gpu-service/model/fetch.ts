@@ -3,6 +3,7 @@
 // large files to a CDN host; the token never follows it there), retried with
 // bounded backoff, streamed to disk while hashing, verified (size + sha256) and
 // renamed into place atomically. No dependencies beyond node:http(s)/crypto/fs.
+import { IMAGEREWARD_V1_SHA256 } from './model-dir.js';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
@@ -449,7 +450,7 @@ export const IMAGEREWARD_FILES: readonly ModelFile[] = [
     repo: IMAGEREWARD_REPO,
     file: 'ImageReward.pt',
     size: 1_786_880_927,
-    sha256: 'd71dc8d4912bc633c06ab8ef1ef6a81e8199d4369f14b47b29baf1d19de561f6',
+    sha256: IMAGEREWARD_V1_SHA256,
   },
   {
     repo: IMAGEREWARD_REPO,

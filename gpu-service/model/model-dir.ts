@@ -10,6 +10,8 @@ import type { ImageRewardConfig } from './architecture.js';
 export const MODEL_DIR_FORMAT = 'imagereward-model-dir';
 export const MODEL_DIR_FORMAT_VERSION = 1;
 export const MODEL_ID = 'ImageReward-v1.0';
+/** sha256 of the released ImageReward.pt (THUDM/ImageReward on the Hub): only this file is labelled MODEL_ID. */
+export const IMAGEREWARD_V1_SHA256 = 'd71dc8d4912bc633c06ab8ef1ef6a81e8199d4369f14b47b29baf1d19de561f6';
 
 export const WEIGHTS_FILE = 'model.safetensors';
 export const CONFIG_FILE = 'config.json';
@@ -24,6 +26,12 @@ export interface ModelDirSource {
   file: string;
   bytes: number;
   sha256: string;
+  /**
+   * Absolute path and modification time of the checkpoint when it was converted:
+   * a re-run on an unchanged file (same path, size, mtime) skips re-hashing 1.8 GB.
+   */
+  path?: string;
+  mtime_ms?: number;
 }
 
 export interface ModelDirConfig {

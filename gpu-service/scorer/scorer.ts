@@ -4,12 +4,13 @@
 // Image files (bytes or paths) go through preprocessImage, which produces the
 // upstream 3x224x224 tensor; models whose vision.image is not 224 (the tiny
 // test model) can only be scored through scoreTensors.
+import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, extname, join } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { ImageRewardConfig } from '../model/architecture.js';
 import { convertCheckpoint } from '../model/convert.js';
-import { CONFIG_FILE, VOCAB_FILE } from '../model/model-dir.js';
+import { CONFIG_FILE, VOCAB_FILE, readModelDirConfig } from '../model/model-dir.js';
 import { IMAGE_SIZE, ImageError, preprocessImage } from '../preprocess/index.js';
 import { loadTokenizer } from '../tokenizer.js';
 import { OrtBackend, type OrtBackendOptions, type TextScores } from './ort-backend.js';
@@ -50,6 +51,8 @@ export interface RankResult {
 export interface Scorer {
   /** The model directory in use. */
   readonly modelDir: string;
+  /** config.json's model_id ("ImageReward-v1.0" for the released weights). */
+  readonly modelId: string;
   score(prompt: string, images: ImageInput[]): Promise<number[]>;
   rank(prompt: string, images: ImageInput[]): Promise<RankResult>;
   /**
@@ -61,13 +64,17 @@ export interface Scorer {
 }
 
 /**
- * Where a checkpoint is converted: $IMAGEREWARD_HOME/models/<name> when
- * IMAGEREWARD_HOME is set, else <name>.model beside the checkpoint.
+ * Where a checkpoint is converted: $IMAGEREWARD_HOME/models/<name>-<8 hex of the
+ * checkpoint's absolute path> when IMAGEREWARD_HOME is set (two files that share
+ * a name never share a directory), else <name>.model beside the checkpoint.
+ * The directory is ours: when the checkpoint's content changes it is re-converted.
  */
 export function modelDirFor(checkpoint: string, env: NodeJS.ProcessEnv = process.env): string {
   const name = basename(checkpoint, extname(checkpoint));
   const home = env.IMAGEREWARD_HOME;
-  return home ? join(home, 'models', name) : join(dirname(checkpoint), `${name}.model`);
+  if (!home) return join(dirname(checkpoint), `${name}.model`);
+  const tag = createHash('sha256').update(resolve(checkpoint)).digest('hex').slice(0, 8);
+  return join(home, 'models', `${name}-${tag}`);
 }
 
 async function resolveModel(opts: ScorerOptions): Promise<string> {
@@ -90,7 +97,8 @@ async function resolveModel(opts: ScorerOptions): Promise<string> {
     }
     return model;
   }
-  const { dir } = await convertCheckpoint({ checkpoint: model, out: modelDirFor(model), ...(opts.config ? { config: opts.config } : {}) });
+  // force: the derived directory belongs to this checkpoint path; a changed file replaces it.
+  const { dir } = await convertCheckpoint({ checkpoint: model, out: modelDirFor(model), force: true, ...(opts.config ? { config: opts.config } : {}) });
   return dir;
 }
 
@@ -106,6 +114,7 @@ async function readImage(image: ImageInput, index: number): Promise<{ bytes: Uin
 export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
   if (opts.backend !== undefined && opts.backend !== 'ort') throw new TypeError(`unknown backend "${String(opts.backend)}"`);
   const modelDir = await resolveModel(opts);
+  const { model_id: modelId } = await readModelDirConfig(modelDir);
   const tokenizer = await loadTokenizer(join(modelDir, VOCAB_FILE));
   const backend = await OrtBackend.load(modelDir, opts.ort);
   const S = backend.imageSize;
@@ -157,6 +166,7 @@ export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
 
   return {
     modelDir,
+    modelId,
     score,
     async rank(prompt, images) {
       const rewards = await score(prompt, images);

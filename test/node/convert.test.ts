@@ -4,7 +4,7 @@
 // replacement, and failures (validation, truncation) leaving nothing behind.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, stat, truncate, copyFile, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, truncate, copyFile, writeFile, mkdir, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ import type { Io } from '../../gpu-service/cli/io.js';
 const FIXTURES = join(import.meta.dirname, '../fixtures/checkpoint');
 const TINY = join(FIXTURES, 'tiny.pt');
 const TINY_EXPECTED = join(FIXTURES, 'tiny.expected.json');
+const TINY224 = join(FIXTURES, 'tiny224.pt');
 
 interface Expected {
   config: ImageRewardConfig & { embedDim: number };
@@ -90,12 +91,13 @@ describe('convertCheckpoint', () => {
     expect(config).toMatchObject({
       format: 'imagereward-model-dir',
       format_version: 1,
-      model_id: 'ImageReward-v1.0',
+      // Not the released file (by sha256): labelled by its file name, never as the release.
+      model_id: 'tiny',
       config: TINY_CONFIG,
       normalization: { mean: 0.16717362830052426, std: 1.0333394966054072 },
       dtype: 'F32',
       tensors: requiredTensors(TINY_CONFIG).length,
-      source: { file: 'tiny.pt', bytes: (await stat(TINY)).size, sha256: sha(readFileSync(TINY)) },
+      source: { file: 'tiny.pt', bytes: (await stat(TINY)).size, sha256: sha(readFileSync(TINY)), path: TINY, mtime_ms: (await stat(TINY)).mtimeMs },
     });
     expect((config.config as Record<string, unknown>).embedDim).toBeUndefined();
     expect(MODEL_ID).toBe('ImageReward-v1.0');
@@ -121,6 +123,38 @@ describe('convertCheckpoint', () => {
     const after = await Promise.all(['model.safetensors', 'config.json', 'vocab.txt'].map(async (f) => (await stat(join(out, f))).mtimeMs));
     expect(after).toEqual(before);
     expect((await stat(out)).ino).toBe(dirIno);
+  });
+
+  it('skips re-hashing an unchanged checkpoint; a moved or touched copy is hashed once, then re-stamped', async () => {
+    const dir = await freshDir();
+    const pt = join(dir, 'copy.pt');
+    await copyFile(TINY, pt);
+    const out = join(dir, 'model');
+    await convertCheckpoint({ checkpoint: pt, out, config: TINY_CONFIG });
+    const phases = async (checkpoint: string) => {
+      const events: string[] = [];
+      const r = await convertCheckpoint({ checkpoint, out, config: TINY_CONFIG, onProgress: (p) => events.push(p.phase) });
+      expect(r.converted).toBe(false);
+      return events;
+    };
+    expect(await phases(pt)).toEqual(['up-to-date']);
+    // Same bytes, new mtime: hashed (it could have changed), found identical, re-stamped.
+    await utimes(pt, new Date(), new Date(Date.now() + 5000));
+    expect(await phases(pt)).toEqual(['hashing', 'up-to-date']);
+    expect((await readModelDirConfig(out)).source.mtime_ms).toBe((await stat(pt)).mtimeMs);
+    expect(await phases(pt)).toEqual(['up-to-date']);
+    // Another checkpoint is not mistaken for it.
+    const other = join(dir, 'other.pt');
+    await copyFile(TINY224, other);
+    await expect(convertCheckpoint({ checkpoint: other, out, config: TINY_CONFIG })).rejects.toMatchObject({ code: 'convert_out_exists' });
+  });
+
+  it('records an explicit model id, and a different id is a different conversion', async () => {
+    const out = join(await freshDir(), 'model');
+    await convertCheckpoint({ checkpoint: TINY, out, config: TINY_CONFIG, modelId: 'my-finetune' });
+    expect((await readModelDirConfig(out)).model_id).toBe('my-finetune');
+    await expect(convertCheckpoint({ checkpoint: TINY, out, config: TINY_CONFIG, modelId: 'other' })).rejects.toMatchObject({ code: 'convert_out_exists' });
+    expect((await convertCheckpoint({ checkpoint: TINY, out, config: TINY_CONFIG })).converted).toBe(false);
   });
 
   it('refuses to overwrite a different directory without force, and replaces it with force', async () => {
@@ -217,7 +251,7 @@ describe('convertCommand', () => {
     const forced = capture();
     expect(await convertCommand([TINY, '--out', out, '--config', cfg, '--force'], forced)).toBe(0);
     expect(forced.err).toMatch(/writing/);
-    expect((await readModelDirConfig(out)).model_id).toBe('ImageReward-v1.0');
+    expect((await readModelDirConfig(out)).model_id).toBe('tiny');
   });
 
   it('fails with exit 1 and clear messages', async () => {

@@ -185,7 +185,9 @@ describe('createScorer', () => {
     const env = { ...process.env };
     delete env.IMAGEREWARD_HOME;
     expect(modelDirFor(pt, env)).toBe(join(dir, 'tiny.model'));
-    expect(modelDirFor(pt, { IMAGEREWARD_HOME: '/h' })).toBe(join('/h', 'models', 'tiny'));
+    expect(modelDirFor(pt, { IMAGEREWARD_HOME: '/h' })).toMatch(new RegExp(`^/h/models/tiny-[0-9a-f]{8}$`));
+    // Same file name, other folder: another directory.
+    expect(modelDirFor(join(work, 'tiny.pt'), { IMAGEREWARD_HOME: '/h' })).not.toBe(modelDirFor(pt, { IMAGEREWARD_HOME: '/h' }));
     const saved = process.env.IMAGEREWARD_HOME;
     delete process.env.IMAGEREWARD_HOME;
     try {
