@@ -7,6 +7,7 @@ import { infoCommand } from './info.js';
 import { fetchModelCommand } from './fetch-model.js';
 import { convertCommand } from './convert.js';
 import { scoreCommand } from './score.js';
+import { verifyPublishedCommand } from './verify-published.js';
 import { packageVersion } from '../package-root.js';
 
 type Command = (argv: string[], io: Io) => Promise<number>;
@@ -17,11 +18,12 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   'fetch-model': { run: fetchModelCommand, summary: 'Download ImageReward.pt, med_config.json and vocab.txt from the Hub (resumable, verified)' },
   score: { run: scoreCommand, summary: 'Score images against a prompt (ONNX Runtime on CPU); --json for rewards + ranking' },
   convert: { run: convertCommand, summary: 'Turn an ImageReward.pt checkpoint into a validated model directory (safetensors)' },
+  'verify-published': { run: verifyPublishedCommand, summary: "Check the released weights reproduce upstream's published example rewards" },
   info: { run: infoCommand, summary: 'Versions, native addon status and backends' },
 };
 
 export function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(17)} ${c.summary}`);
   return [
     'Usage: imagereward <command> [options]',
     '',

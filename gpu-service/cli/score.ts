@@ -5,19 +5,21 @@ import { CliError, EXIT, parseCommand, type Io } from './io.js';
 import { ConvertError } from '../model/convert.js';
 import { ModelDirError } from '../model/model-dir.js';
 import { CheckpointValidationError } from '../model/architecture.js';
+import { locateModel, noModelMessage } from '../model/locate.js';
 import { ImageError } from '../preprocess/index.js';
 import { OrtBackendError } from '../scorer/ort-backend.js';
 import { ScorerError, createScorer, type Scorer } from '../scorer/scorer.js';
 
 const HELP = `Usage:
-  imagereward score --model <dir|ImageReward.pt> --prompt <text> <image>... [--json]
+  imagereward score [--model <dir|ImageReward.pt>] --prompt <text> <image>... [--json]
 
 Scores each image against the prompt (ImageReward's normalized reward; higher
 is better). All images go through the model in one batch.
 
 Options:
   --model <path>     a model directory (from \`imagereward convert\`), or an
-                     ImageReward.pt checkpoint, converted on first use into
+                     ImageReward.pt checkpoint (default: $IMAGEREWARD_MODEL, else
+                     the one \`imagereward fetch-model\` downloaded), converted on first use into
                      $IMAGEREWARD_HOME/models/<name>-<path hash> (or
                      <name>.model beside it)
   --prompt <text>    the prompt the images were generated from (required)
@@ -36,7 +38,8 @@ function positiveInt(flag: string, text: string): number {
   return n;
 }
 
-function failure(err: unknown): never {
+/** Maps scorer-path errors to CLI errors (shared with verify-published). */
+export function scoreFailure(err: unknown): never {
   if (err instanceof CliError) throw err;
   if (err instanceof ImageError) throw new CliError(`error ${err.code}: ${err.message}`, EXIT.failure, err.code);
   if (err instanceof ScorerError) {
@@ -48,7 +51,7 @@ function failure(err: unknown): never {
   throw err;
 }
 
-export async function scoreCommand(argv: string[], io: Io): Promise<number> {
+export async function scoreCommand(argv: string[], io: Io, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const parsed = parseCommand(
     argv,
     { model: { type: 'string' }, prompt: { type: 'string' }, json: { type: 'boolean' }, threads: { type: 'string' } },
@@ -57,14 +60,16 @@ export async function scoreCommand(argv: string[], io: Io): Promise<number> {
   );
   if (!parsed) return EXIT.ok;
   const { values, positionals: images } = parsed;
-  if (values.model === undefined || values.model === '') throw new CliError(`--model <dir|ImageReward.pt> is required\n\n${HELP}`, EXIT.usage);
+  if (values.model === '') throw new CliError(`--model needs a path\n\n${HELP}`, EXIT.usage);
   if (values.prompt === undefined) throw new CliError(`--prompt <text> is required\n\n${HELP}`, EXIT.usage);
   if (images.length === 0) throw new CliError(`give at least one image\n\n${HELP}`, EXIT.usage);
+  const model = values.model ?? locateModel(env)?.path;
+  if (model === undefined) throw new CliError(noModelMessage(env), EXIT.failure, 'model_not_found');
   const threads = values.threads !== undefined ? positiveInt('--threads', values.threads) : undefined;
 
   let scorer: Scorer | undefined;
   try {
-    scorer = await createScorer({ model: values.model, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
+    scorer = await createScorer({ model, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
     const { rewards, ranking } = await scorer.rank(values.prompt, images);
     if (values.json === true) {
       io.stdout(`${JSON.stringify({ model: scorer.modelId, model_dir: scorer.modelDir, images, rewards, ranking })}\n`);
@@ -73,7 +78,7 @@ export async function scoreCommand(argv: string[], io: Io): Promise<number> {
     }
     return EXIT.ok;
   } catch (err) {
-    return failure(err);
+    return scoreFailure(err);
   } finally {
     await scorer?.dispose();
   }

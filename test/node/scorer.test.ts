@@ -219,7 +219,7 @@ describe('imagereward score (CLI)', () => {
     let stderr = '';
     const io: Io = { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) };
     try {
-      return { code: await scoreCommand(argv, io), stdout, stderr };
+      return { code: await scoreCommand(argv, io, { IMAGEREWARD_HOME: join(work, 'empty-home') }), stdout, stderr };
     } catch (err) {
       if (!(err instanceof CliError)) throw err;
       return { code: err.exitCode, stdout, stderr: stderr + err.message };
@@ -229,13 +229,15 @@ describe('imagereward score (CLI)', () => {
   it('--help prints the usage and exits 0', async () => {
     const r = await run(['--help']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/imagereward score --model/);
+    expect(r.stdout).toMatch(/imagereward score \[--model/);
     expect(r.stdout).toMatch(/--json/);
   });
 
   it('usage errors exit 2', async () => {
     expect((await run([])).code).toBe(2);
-    expect((await run(['--prompt', 'x', 'a.png'])).stderr).toMatch(/--model/);
+    const noModel = await run(['--prompt', 'x', 'a.png']);
+    expect(noModel.code).toBe(1);
+    expect(noModel.stderr).toMatch(/no model given: pass --model .*IMAGEREWARD_MODEL.*imagereward fetch-model/);
     expect((await run(['--model', modelDir, 'a.png'])).stderr).toMatch(/--prompt/);
     const noImages = await run(['--model', modelDir, '--prompt', 'x']);
     expect(noImages.code).toBe(2);
