@@ -75,10 +75,103 @@ export interface NativeBuildInfo {
   decoders: NativeDecodeFormat[];
 }
 
+// ---- CUDA engine (native/src/engine_binding.cc over native/src/cuda/engine.h) -----
+// Present only when the addon was built with CUDA (buildInfo().cuda). Every GPU call
+// runs on the libuv pool; input typed arrays are read in place while a call is
+// pending, so do not mutate them until its promise settles. Rejections carry a
+// `code` (NativeEngineErrorCode). ENGINE_OOM: retry with a smaller batch.
+// ENGINE_DEVICE_LOST: sticky; `lost` turns true and the engine must be recreated.
+
+export type NativeEngineErrorCode =
+  | 'ENGINE_NO_DEVICE'
+  | 'ENGINE_CUBLAS_MISSING'
+  | 'ENGINE_OOM'
+  | 'ENGINE_BAD_MODEL'
+  | 'ENGINE_BAD_INPUT'
+  | 'ENGINE_CUDA'
+  | 'ENGINE_CUBLAS'
+  | 'ENGINE_DEVICE_LOST'
+  | 'ENGINE_DISPOSED';
+
+export interface NativeEngineLoadOptions {
+  /** A model directory (model.safetensors + config.json). */
+  modelDir: string;
+  device?: number;
+  /** Storage type of weights and GEMM inputs (fp32 accumulation and statistics either way). Default bf16. */
+  dtype?: 'bf16' | 'fp16';
+  /** Largest batch accepted (default 256). */
+  maxBatch?: number;
+  /** Capture one CUDA graph per batch-size bucket (default true). */
+  cudaGraphs?: boolean;
+  /** Batches in flight on separate streams (default 2). */
+  streams?: number;
+}
+
+export interface NativeEngineScores {
+  /** (raw - mean) / std, as upstream's score(). */
+  reward: Float32Array;
+  raw: Float32Array;
+}
+
+export interface NativeDeviceInfo {
+  device: number;
+  name: string;
+  computeCapability: string;
+  totalMemory: number;
+  freeMemory: number;
+  /** Device bytes held by the weights. */
+  weightBytes: number;
+  driverVersion: number;
+  runtimeVersion: number;
+  cublasLtVersion: string;
+}
+
+export interface NativeEngineConfig {
+  imageSize: number;
+  imageTokens: number;
+  visionWidth: number;
+  textLength: number;
+  vocab: number;
+  maxBatch: number;
+}
+
+export interface NativeEngine {
+  readonly config: NativeEngineConfig;
+  /** True after a sticky device error. */
+  readonly lost: boolean;
+  /** pixels [B,3,S,S] → image embeddings [B,tokens,width]. */
+  encodeImages(pixels: Float32Array, batch: number): Promise<Float32Array>;
+  /** uint8 HWC [B,S,S,3] after Pillow-exact resize/crop, normalized on the device. */
+  encodeImagesU8(images: Uint8Array, batch: number): Promise<Float32Array>;
+  /** ids/mask [B,textLength], embeds [B,tokens,width]. */
+  scoreText(ids: Int32Array, mask: Int32Array, embeds: Float32Array, batch: number): Promise<NativeEngineScores>;
+  /** Whole pass, embeddings stay on the device. */
+  forward(pixels: Float32Array, ids: Int32Array, mask: Int32Array, batch: number): Promise<NativeEngineScores>;
+  deviceInfo(): NativeDeviceInfo;
+  /** Waits for in-flight batches, frees device memory; later calls reject with ENGINE_DISPOSED. */
+  dispose(): Promise<void>;
+}
+
+export interface NativeCudaBuildInfo {
+  /** Compiled SM architectures, e.g. "80;90". */
+  archs: string;
+  /** CUDART_VERSION the addon was built with (e.g. 13000). */
+  cudaRuntimeVersion: number;
+  /** How cuBLASLt is reached: loaded at run time (dlopen), and the sonames tried. */
+  cublasLt: string;
+}
+
+export interface NativeEngineApi {
+  load(options: NativeEngineLoadOptions): Promise<NativeEngine>;
+  buildInfo(): NativeCudaBuildInfo;
+}
+
 export interface NativeAddon {
   preprocess: NativePreprocess;
   decode(bytes: Uint8Array, format: NativeDecodeFormat, options: NativeDecodeOptions): Promise<NativeDecoded>;
   buildInfo(): NativeBuildInfo;
+  /** The CUDA engine; undefined when the addon was built without CUDA. */
+  engine?: NativeEngineApi;
 }
 
 // ---- loader ---------------------------------------------------------------------

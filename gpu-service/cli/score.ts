@@ -7,6 +7,7 @@ import { ModelDirError } from '../model/model-dir.js';
 import { CheckpointValidationError } from '../model/architecture.js';
 import { locateModel, noModelMessage } from '../model/locate.js';
 import { ImageError } from '../preprocess/index.js';
+import { NativeBackendError } from '../scorer/native-backend.js';
 import { OrtBackendError } from '../scorer/ort-backend.js';
 import { ScorerError, createScorer, type Scorer } from '../scorer/scorer.js';
 
@@ -23,8 +24,11 @@ Options:
                      $IMAGEREWARD_HOME/models/<name>-<path hash> (or
                      <name>.model beside it)
   --prompt <text>    the prompt the images were generated from (required)
+  --backend <name>   auto (default: the CUDA engine when it can run here, else
+                     ONNX Runtime on CPU), native, or ort (fp32, same numbers
+                     on every machine)
   --threads <n>      onnxruntime intra-op threads (default: one per core)
-  --json             print {"model", "model_dir", "images", "rewards", "ranking"}
+  --json             print {"model", "model_dir", "backend", "images", "rewards", "ranking"}
                      as JSON (model: the model id; ranking[i] is image i's
                      place, 1 = best)
 
@@ -48,13 +52,14 @@ export function scoreFailure(err: unknown): never {
   if (err instanceof ConvertError) throw new CliError(err.message, EXIT.failure, err.code);
   if (err instanceof CheckpointValidationError) throw new CliError(`the checkpoint does not match the ImageReward architecture: ${err.message}`, EXIT.failure);
   if (err instanceof ModelDirError || err instanceof OrtBackendError) throw new CliError(err.message, EXIT.failure);
+  if (err instanceof NativeBackendError) throw new CliError(`the CUDA engine cannot run: ${err.message} (use --backend ort)`, EXIT.failure, err.code);
   throw err;
 }
 
 export async function scoreCommand(argv: string[], io: Io, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const parsed = parseCommand(
     argv,
-    { model: { type: 'string' }, prompt: { type: 'string' }, json: { type: 'boolean' }, threads: { type: 'string' } },
+    { model: { type: 'string' }, prompt: { type: 'string' }, json: { type: 'boolean' }, threads: { type: 'string' }, backend: { type: 'string' } },
     HELP,
     io,
   );
@@ -66,13 +71,15 @@ export async function scoreCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
   const model = values.model ?? locateModel(env)?.path;
   if (model === undefined) throw new CliError(noModelMessage(env), EXIT.failure, 'model_not_found');
   const threads = values.threads !== undefined ? positiveInt('--threads', values.threads) : undefined;
+  const backend = values.backend ?? 'auto';
+  if (backend !== 'auto' && backend !== 'ort' && backend !== 'native') throw new CliError(`--backend must be auto, native or ort (got "${backend}")`, EXIT.usage);
 
   let scorer: Scorer | undefined;
   try {
-    scorer = await createScorer({ model, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
+    scorer = await createScorer({ model, backend, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
     const { rewards, ranking } = await scorer.rank(values.prompt, images);
     if (values.json === true) {
-      io.stdout(`${JSON.stringify({ model: scorer.modelId, model_dir: scorer.modelDir, images, rewards, ranking })}\n`);
+      io.stdout(`${JSON.stringify({ model: scorer.modelId, model_dir: scorer.modelDir, backend: scorer.backend, images, rewards, ranking })}\n`);
     } else {
       rewards.forEach((r, i) => io.stdout(`${r.toFixed(6)}  ${images[i]!}\n`));
     }

@@ -30,6 +30,7 @@ Options:
                      else ../shared/published.json beside the package); images are
                      resolved relative to this file
   --tolerance <x>    largest allowed |difference| (default ${DEFAULT_TOLERANCE})
+  --backend <name>   ort (default: fp32 on CPU), native (the CUDA engine) or auto
   --threads <n>      onnxruntime intra-op threads (default: one per core)
   --json             print the comparison as JSON
 `;
@@ -87,7 +88,7 @@ export interface Comparison {
 export async function verifyPublishedCommand(argv: string[], io: Io, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const parsed = parseCommand(
     argv,
-    { model: { type: 'string' }, published: { type: 'string' }, tolerance: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' } },
+    { model: { type: 'string' }, published: { type: 'string' }, tolerance: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } },
     HELP,
     io,
   );
@@ -99,6 +100,8 @@ export async function verifyPublishedCommand(argv: string[], io: Io, env: NodeJS
   const threads = values.threads !== undefined ? Number(values.threads) : undefined;
   if (threads !== undefined && (!Number.isSafeInteger(threads) || threads <= 0)) throw new CliError(`--threads must be a positive integer (got "${values.threads ?? ''}")`, EXIT.usage);
 
+  const backend = values.backend ?? 'ort';
+  if (backend !== 'auto' && backend !== 'ort' && backend !== 'native') throw new CliError(`--backend must be ort, native or auto (got "${backend}")`, EXIT.usage);
   const publishedPath = resolve(values.published ?? defaultPublishedPath(env));
   const published = await readPublished(publishedPath);
   const model = values.model ?? locateModel(env)?.path;
@@ -106,7 +109,7 @@ export async function verifyPublishedCommand(argv: string[], io: Io, env: NodeJS
 
   let scorer: Scorer | undefined;
   try {
-    scorer = await createScorer({ model, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
+    scorer = await createScorer({ model, backend, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
     const source = (await readModelDirConfig(scorer.modelDir)).source;
     if (source.sha256 !== published.checkpoint.sha256) {
       throw new CliError(
@@ -128,7 +131,7 @@ export async function verifyPublishedCommand(argv: string[], io: Io, env: NodeJS
     const sameRanking = rows.every((r) => r.publishedRank === r.ourRank);
     const pass = worst <= tolerance && sameRanking;
     if (values.json === true) {
-      io.stdout(`${JSON.stringify({ model: scorer.modelId, prompt: published.prompt, tolerance, pass, maxAbsDiff: worst, sameRanking, rows })}\n`);
+      io.stdout(`${JSON.stringify({ model: scorer.modelId, backend: scorer.backend, prompt: published.prompt, tolerance, pass, maxAbsDiff: worst, sameRanking, rows })}\n`);
     } else {
       io.stdout(`prompt: ${published.prompt}\n`);
       io.stdout('image\tpublished\tours\t|diff|\trank (published/ours)\n');

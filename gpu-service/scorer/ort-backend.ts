@@ -55,6 +55,7 @@ function workerSpec(): { entry: URL | string; eval: boolean } {
 }
 
 export class OrtBackend {
+  readonly name = 'ort' as const;
   readonly imageSize: number;
   readonly textLength: number;
   /** image_embeds per image: [embedTokens, embedWidth]. */

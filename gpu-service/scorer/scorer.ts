@@ -1,5 +1,6 @@
 // High-level ImageReward scorer: prompt + images → rewards (and ranks), with
-// all images of one call scored in one batched forward on the ORT backend.
+// all images of one call scored in one batched forward on the selected backend
+// (CUDA engine when it can run here, else ONNX Runtime on CPU; select-backend.ts).
 //
 // Image files (bytes or paths) go through preprocessImage, which produces the
 // upstream 3x224x224 tensor; models whose vision.image is not 224 (the tiny
@@ -13,7 +14,10 @@ import { convertCheckpoint } from '../model/convert.js';
 import { CONFIG_FILE, VOCAB_FILE, readModelDirConfig } from '../model/model-dir.js';
 import { IMAGE_SIZE, ImageError, preprocessImage } from '../preprocess/index.js';
 import { loadTokenizer } from '../tokenizer.js';
-import { OrtBackend, type OrtBackendOptions, type TextScores } from './ort-backend.js';
+import type { BackendName } from './backend.js';
+import type { NativeBackendOptions } from './native-backend.js';
+import type { OrtBackendOptions, TextScores } from './ort-backend.js';
+import { selectBackend, type BackendChoice } from './select-backend.js';
 import { rankRewards } from './rank.js';
 
 export { rankRewards } from './rank.js';
@@ -34,7 +38,12 @@ export class ScorerError extends Error {
 export interface ScorerOptions {
   /** A converted model directory, or an ImageReward.pt checkpoint (converted once, see modelDirFor). */
   model: string;
-  backend?: 'ort';
+  /**
+   * 'auto' (default): the CUDA engine when the addon has it and a device is usable,
+   * else ONNX Runtime on CPU. 'ort' for fp32 results identical on every machine.
+   */
+  backend?: BackendChoice;
+  native?: NativeBackendOptions;
   ort?: OrtBackendOptions;
   /** Architecture of a checkpoint given as `model` (default ImageReward-v1.0's); for tests and custom sizes. */
   config?: ImageRewardConfig;
@@ -53,6 +62,10 @@ export interface Scorer {
   readonly modelDir: string;
   /** config.json's model_id ("ImageReward-v1.0" for the released weights). */
   readonly modelId: string;
+  /** The backend in use. */
+  readonly backend: BackendName;
+  /** Backends tried first and why they were not used ('auto'). */
+  readonly skippedBackends: readonly { name: BackendName; reason: string }[];
   score(prompt: string, images: ImageInput[]): Promise<number[]>;
   rank(prompt: string, images: ImageInput[]): Promise<RankResult>;
   /**
@@ -112,11 +125,15 @@ async function readImage(image: ImageInput, index: number): Promise<{ bytes: Uin
 }
 
 export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
-  if (opts.backend !== undefined && opts.backend !== 'ort') throw new TypeError(`unknown backend "${String(opts.backend)}"`);
+  if (opts.backend !== undefined && !['auto', 'ort', 'native'].includes(opts.backend)) throw new TypeError(`unknown backend "${String(opts.backend)}"`);
   const modelDir = await resolveModel(opts);
   const { model_id: modelId } = await readModelDirConfig(modelDir);
   const tokenizer = await loadTokenizer(join(modelDir, VOCAB_FILE));
-  const backend = await OrtBackend.load(modelDir, opts.ort);
+  const { backend, skipped } = await selectBackend(modelDir, {
+    ...(opts.backend !== undefined ? { backend: opts.backend } : {}),
+    ...(opts.ort !== undefined ? { ort: opts.ort } : {}),
+    ...(opts.native !== undefined ? { native: opts.native } : {}),
+  });
   const S = backend.imageSize;
   const L = backend.textLength;
 
@@ -167,6 +184,8 @@ export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
   return {
     modelDir,
     modelId,
+    backend: backend.name,
+    skippedBackends: skipped,
     score,
     async rank(prompt, images) {
       const rewards = await score(prompt, images);

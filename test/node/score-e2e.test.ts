@@ -86,11 +86,12 @@ describe('convert → score on image files (tiny224.pt, real tokenizer and prepr
   });
 
   it.each(fixture.cases.map((c, i) => [i, c] as const))('`imagereward score --json` matches the reference (prompt %i)', async (_i, c) => {
-    const r = await cli(['score', '--model', modelDir, '--prompt', c.prompt, '--json', '--threads', '1', ...images]);
+    const r = await cli(['score', '--model', modelDir, '--prompt', c.prompt, '--json', '--backend', 'ort', '--threads', '1', ...images]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as { model: string; model_dir: string; images: string[]; rewards: number[]; ranking: number[] };
+    const out = JSON.parse(r.stdout) as { model: string; model_dir: string; backend: string; images: string[]; rewards: number[]; ranking: number[] };
     expect(out.model).toBe('tiny224');
+    expect(out.backend).toBe('ort');
     expect(out.model_dir).toBe(modelDir);
     expect(out.images).toEqual(images);
     expect(out.rewards).toHaveLength(c.rewards.length);
@@ -100,7 +101,7 @@ describe('convert → score on image files (tiny224.pt, real tokenizer and prepr
 
   it('plain output: one "<reward>  <path>" line per image, input order', async () => {
     const c = fixture.cases[0]!;
-    const r = await cli(['score', '--model', modelDir, '--prompt', c.prompt, ...images]);
+    const r = await cli(['score', '--model', modelDir, '--backend', 'ort', '--prompt', c.prompt, ...images]);
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(images.length);
@@ -119,7 +120,7 @@ describe('convert → score on image files (tiny224.pt, real tokenizer and prepr
     delete process.env.IMAGEREWARD_HOME;
     try {
       for (let round = 0; round < 2; round++) {
-        const scorer = await createScorer({ model: pt, config: fixture.config, ort: { intraOpNumThreads: 1 } });
+        const scorer = await createScorer({ model: pt, config: fixture.config, backend: 'ort', ort: { intraOpNumThreads: 1 } });
         try {
           expect(scorer.modelDir).toBe(join(work, 'tiny224.model'));
           const rewards = await scorer.score(c.prompt, images);
@@ -134,7 +135,7 @@ describe('convert → score on image files (tiny224.pt, real tokenizer and prepr
   });
 
   it('the library gives the same rewards for paths and for bytes, batched and one at a time', async () => {
-    const scorer = await createScorer({ model: modelDir, ort: { intraOpNumThreads: 1 } });
+    const scorer = await createScorer({ model: modelDir, backend: 'ort', ort: { intraOpNumThreads: 1 } });
     try {
       expect(scorer.modelId).toBe('tiny224');
       for (const c of fixture.cases) {

@@ -163,7 +163,7 @@ describe('rankRewards (upstream inference_rank semantics)', () => {
 
 describe('createScorer', () => {
   it('scores tensors of a model directory in one batch', async () => {
-    const scorer = await createScorer({ model: modelDir, ort: { intraOpNumThreads: 1 } });
+    const scorer = await createScorer({ model: modelDir, backend: 'ort', ort: { intraOpNumThreads: 1 } });
     try {
       expect(scorer.modelDir).toBe(modelDir);
       const { reward } = await scorer.scoreTensors(pixels(), i64(batch.input_ids), i64(batch.attention_mask));
@@ -191,7 +191,7 @@ describe('createScorer', () => {
     const saved = process.env.IMAGEREWARD_HOME;
     delete process.env.IMAGEREWARD_HOME;
     try {
-      const scorer = await createScorer({ model: pt, config: TINY_CONFIG, ort: { intraOpNumThreads: 1 } });
+      const scorer = await createScorer({ model: pt, config: TINY_CONFIG, backend: 'ort', ort: { intraOpNumThreads: 1 } });
       try {
         expect(scorer.modelDir).toBe(join(dir, 'tiny.model'));
         const { reward } = await scorer.scoreTensors(pixels(), i64(batch.input_ids), i64(batch.attention_mask));
