@@ -3,6 +3,7 @@
 // The header maps tensor names to {dtype, shape, data_offsets: [begin, end]}
 // (offsets relative to the start of the data) plus an optional
 // "__metadata__" string→string map. The writer streams one tensor at a time.
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DTYPE_SIZE, isDType, numelOf, type DType } from './dtypes.js';
 import { readExactly } from './zip.js';
@@ -221,5 +222,24 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
   } catch (err) {
     await fh.close();
     throw err;
+  }
+}
+
+/**
+ * sha256 over every tensor's name and bytes, in name order: identifies a model's
+ * weights independently of how the file's header is formatted (the GPU check
+ * compares the C++-generated random model with the one references were made from).
+ */
+export async function tensorsSha256(path: string): Promise<string> {
+  const st = await openSafetensors(path);
+  try {
+    const h = createHash('sha256');
+    for (const t of [...st.tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      h.update(t.name);
+      h.update(await st.read(t.name));
+    }
+    return h.digest('hex');
+  } finally {
+    await st.close();
   }
 }

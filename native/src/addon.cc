@@ -59,6 +59,9 @@
 #ifndef IMAGEREWARD_WITH_CUDA
 #define IMAGEREWARD_WITH_CUDA 0
 #endif
+#if IMAGEREWARD_WITH_CUDA
+#include "engine_binding.h"
+#endif
 #ifndef IMAGEREWARD_WITH_JPEG
 #define IMAGEREWARD_WITH_JPEG 0
 #endif
@@ -434,6 +437,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("preprocess", preprocess);
   exports.Set("decode", Napi::Function::New(env, Decode, "decode"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+#if IMAGEREWARD_WITH_CUDA
+  imagereward::InitEngine(env, exports);
+#endif
   return exports;
 }
 
