@@ -28,6 +28,7 @@ namespace ir::cuda {
 // [B, S, S, 3], → model pixels fp32 CHW [B, 3, S, S] with torchvision's
 // ToTensor + Normalize rounding: (float(v) / 255.0f - mean[c]) / std[c], IEEE
 // division, no FMA contraction (bit-identical to the CPU path).
+// mean/std are HOST arrays (copied by value into the kernel's parameters).
 cudaError_t normalize_u8(const uint8_t* hwc, float* chw, int B, int S, const float mean[3], const float std[3], cudaStream_t stream);
 
 // ---- embed.cu --------------------------------------------------------------------

@@ -1,0 +1,437 @@
+// test_ops.cu — standalone correctness driver for the engine's CUDA ops (ops.cuh),
+// in the style of ggml's test-backend-ops / llm.c dev/cuda: for every op and both
+// storage types (bf16, fp16) it fills inputs from a fixed-seed RNG, runs the op,
+// computes a CPU reference here (fp64, or exact fp32 where the op is specified
+// bit-exact), and prints one line per case:
+//
+//   <op> <T> <shape> maxdiff=<d> tol=<t> PASS|FAIL
+//
+// Error metrics: "abs" = max |got − ref|; "rel1" = max |got − ref| / max(1, |ref|);
+// "exact" = bitwise equality (maxdiff reports the largest abs difference, tol 0).
+// Exit status: 0 all pass, 1 any failure or CUDA error, 77 no CUDA device (skipped).
+// CUDA errors are reported and counted, never aborted on.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <algorithm>
+#include <vector>
+
+#include "../src/cuda/ops.cuh"
+
+using namespace ir::cuda;
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+namespace {
+
+int g_failures = 0;
+std::mt19937 g_rng(1234567u);
+
+float urand(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
+std::vector<float> rand_vec(size_t n, float lo = -1.f, float hi = 1.f) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = urand(lo, hi);
+  return v;
+}
+
+template <typename T> const char* tname();
+template <> const char* tname<bf16>() { return "bf16"; }
+template <> const char* tname<f16>() { return "f16"; }
+
+inline float tf(float v) { return v; }
+inline float tf(bf16 v) { return __bfloat162float(v); }
+inline float tf(f16 v) { return __half2float(v); }
+template <typename T> T ft(float v);
+template <> bf16 ft<bf16>(float v) { return __float2bfloat16_rn(v); }
+template <> f16 ft<f16>(float v) { return __float2half_rn(v); }
+
+template <typename T> std::vector<T> to_t(const std::vector<float>& v) {
+  std::vector<T> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = ft<T>(v[i]);
+  return r;
+}
+// the values a T buffer holds, as float (inputs rounded to T before the reference)
+template <typename T> std::vector<float> round_t(const std::vector<float>& v) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = tf(ft<T>(v[i]));
+  return r;
+}
+
+bool cuda_ok(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return true;
+  std::printf("CUDA error in %s: %s (%s)\n", what, cudaGetErrorName(e), cudaGetErrorString(e));
+  ++g_failures;
+  return false;
+}
+
+// Device buffer; failures are reported and leave ptr null (ops then fail their case).
+template <typename T>
+struct Dev {
+  T* ptr = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t n_) : n(n_) {
+    if (!cuda_ok(cudaMalloc(&ptr, (n ? n : 1) * sizeof(T)), "cudaMalloc")) ptr = nullptr;
+  }
+  Dev(const std::vector<T>& h) : Dev(h.size()) { up(h); }
+  ~Dev() { if (ptr) cudaFree(ptr); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  bool up(const std::vector<T>& h) { return ptr && cuda_ok(cudaMemcpy(ptr, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "H2D"); }
+  std::vector<T> down() const {
+    std::vector<T> h(n);
+    if (ptr) cuda_ok(cudaMemcpy(h.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), "D2H");
+    return h;
+  }
+};
+
+// run an op, then synchronize and surface asynchronous errors
+bool run_op(cudaError_t launch, const char* what) {
+  if (!cuda_ok(launch, what)) return false;
+  return cuda_ok(cudaDeviceSynchronize(), what);
+}
+
+enum class Metric { Abs, Rel1, Exact };
+
+template <typename G>
+double diff_of(const std::vector<G>& got, const std::vector<double>& ref, Metric m, bool* bitmismatch) {
+  double md = 0.0;
+  *bitmismatch = false;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double g = tf(got[i]);
+    double d = std::fabs(g - ref[i]);
+    if (std::isnan(g) || std::isnan(d)) d = INFINITY;
+    if (m == Metric::Rel1) d /= std::max(1.0, std::fabs(ref[i]));
+    if (m == Metric::Exact && !(g == ref[i])) *bitmismatch = true;
+    md = std::max(md, d);
+  }
+  return md;
+}
+
+template <typename G>
+void report(const char* op, const char* T, const std::string& shape, const std::vector<G>& got, const std::vector<double>& ref, Metric m,
+            double tol, bool ran) {
+  bool mism = false;
+  double md = ran ? diff_of(got, ref, m, &mism) : INFINITY;
+  const bool pass = ran && (m == Metric::Exact ? !mism : md <= tol);
+  const char* mname = m == Metric::Abs ? "abs" : m == Metric::Rel1 ? "rel1" : "exact";
+  std::printf("%-14s %-4s %-34s maxdiff=%.3e tol=%.1e(%s) %s\n", op, T, shape.c_str(), md, tol, mname, pass ? "PASS" : "FAIL");
+  if (!pass) ++g_failures;
+}
+
+std::string shp(std::initializer_list<long> d) {
+  std::string s;
+  for (long v : d) s += (s.empty() ? "" : "x") + std::to_string(v);
+  return s;
+}
+
+template <typename T> double tol_t(double bf, double hf) { return std::is_same<T, bf16>::value ? bf : hf; }
+
+// ---- normalize_u8 ---------------------------------------------------------------
+void test_normalize(int B, int S) {
+  std::vector<uint8_t> img(static_cast<size_t>(B) * S * S * 3);
+  for (auto& v : img) v = static_cast<uint8_t>(g_rng() & 255u);
+  const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f}, stdv[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+  std::vector<double> ref(img.size());
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < S * S; ++p) {
+        volatile float x = static_cast<float>(img[(static_cast<size_t>(b) * S * S + p) * 3 + c]) / 255.0f;
+        volatile float cen = x - mean[c];
+        volatile float y = cen / stdv[c];
+        ref[(static_cast<size_t>(b) * 3 + c) * S * S + p] = y;
+      }
+  Dev<uint8_t> d_img(img);
+  Dev<float> d_out(ref.size());
+  const bool ran = run_op(normalize_u8(d_img.ptr, d_out.ptr, B, S, mean, stdv, nullptr), "normalize_u8");
+  report("normalize_u8", "f32", shp({B, S, S, 3}), d_out.down(), ref, Metric::Exact, 0.0, ran);
+}
+
+// ---- vit_patchify / vit_assemble ---------------------------------------------------
+template <typename T>
+void test_patchify(int B, int S, int P) {
+  const int G = S / P, K = 3 * P * P;
+  auto px = rand_vec(static_cast<size_t>(B) * 3 * S * S, -2.f, 2.f);
+  std::vector<double> ref(static_cast<size_t>(B) * G * G * K);
+  for (int b = 0; b < B; ++b)
+    for (int gy = 0; gy < G; ++gy)
+      for (int gx = 0; gx < G; ++gx)
+        for (int c = 0; c < 3; ++c)
+          for (int ky = 0; ky < P; ++ky)
+            for (int kx = 0; kx < P; ++kx) {
+              const size_t row = (static_cast<size_t>(b) * G + gy) * G + gx;
+              const float v = px[((static_cast<size_t>(b) * 3 + c) * S + gy * P + ky) * S + gx * P + kx];
+              ref[row * K + (c * P + ky) * P + kx] = tf(ft<T>(v));
+            }
+  Dev<float> d_px(px);
+  Dev<T> d_out(ref.size());
+  const bool ran = run_op(vit_patchify<T>(d_px.ptr, d_out.ptr, B, S, P, nullptr), "vit_patchify");
+  report("vit_patchify", tname<T>(), shp({B, S, S, P}), d_out.down(), ref, Metric::Exact, 0.0, ran);
+}
+
+void test_assemble(int B, int N, int W) {
+  auto po = rand_vec(static_cast<size_t>(B) * N * W), cls = rand_vec(W), pos = rand_vec(static_cast<size_t>(N + 1) * W);
+  std::vector<double> ref(static_cast<size_t>(B) * (N + 1) * W);
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t <= N; ++t)
+      for (int c = 0; c < W; ++c) {
+        const float base = t == 0 ? cls[c] : po[(static_cast<size_t>(b) * N + t - 1) * W + c];
+        ref[(static_cast<size_t>(b) * (N + 1) + t) * W + c] = static_cast<float>(base + pos[static_cast<size_t>(t) * W + c]);
+      }
+  Dev<float> d_po(po), d_cls(cls), d_pos(pos), d_x(ref.size());
+  const bool ran = run_op(vit_assemble(d_po.ptr, d_cls.ptr, d_pos.ptr, d_x.ptr, B, N, W, nullptr), "vit_assemble");
+  report("vit_assemble", "f32", shp({B, N + 1, W}), d_x.down(), ref, Metric::Exact, 0.0, ran);
+}
+
+// fp64 LayerNorm of one row
+void ln_ref(const double* x, int n, const std::vector<float>& g, const std::vector<float>& be, double eps, double* y) {
+  double m = 0;
+  for (int i = 0; i < n; ++i) m += x[i];
+  m /= n;
+  double v = 0;
+  for (int i = 0; i < n; ++i) v += (x[i] - m) * (x[i] - m);
+  v /= n;
+  const double r = 1.0 / std::sqrt(v + eps);
+  for (int i = 0; i < n; ++i) y[i] = (x[i] - m) * r * g[i] + be[i];
+}
+
+// ---- bert_embed_ln ---------------------------------------------------------------
+template <typename T>
+void test_embed_ln(int B, int L, int h, float eps) {
+  const int vocab = 1000, maxpos = 512;
+  auto word = round_t<T>(rand_vec(static_cast<size_t>(vocab) * h));
+  auto pos = rand_vec(static_cast<size_t>(maxpos) * h, -0.5f, 0.5f);
+  auto g = rand_vec(h, 0.5f, 1.5f), be = rand_vec(h, -0.2f, 0.2f);
+  std::vector<int32_t> ids(static_cast<size_t>(B) * L);
+  for (auto& id : ids) id = static_cast<int32_t>(g_rng() % vocab);
+  std::vector<double> ref(static_cast<size_t>(B) * L * h), row(h);
+  for (int r = 0; r < B * L; ++r) {
+    for (int i = 0; i < h; ++i) row[i] = static_cast<double>(word[static_cast<size_t>(ids[r]) * h + i]) + pos[static_cast<size_t>(r % L) * h + i];
+    ln_ref(row.data(), h, g, be, eps, &ref[static_cast<size_t>(r) * h]);
+  }
+  Dev<int32_t> d_ids(ids);
+  Dev<T> d_word(to_t<T>(word));
+  Dev<float> d_pos(pos), d_g(g), d_b(be), d_o32(ref.size());
+  Dev<T> d_o(ref.size());
+  const bool ran = run_op(bert_embed_ln<T>(d_ids.ptr, d_word.ptr, d_pos.ptr, d_g.ptr, d_b.ptr, d_o32.ptr, d_o.ptr, B, L, h, eps, nullptr), "bert_embed_ln");
+  report("bert_embed_ln", "f32", shp({B, L, h}) + "/" + tname<T>(), d_o32.down(), ref, Metric::Rel1, 1e-5, ran);
+  report("bert_embed_ln", tname<T>(), shp({B, L, h}), d_o.down(), ref, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+}
+
+// ---- layernorm -------------------------------------------------------------------
+template <typename T>
+void test_layernorm(int rows, int n, float eps, bool inplace, bool with32, bool misalign = false) {
+  auto x = rand_vec(static_cast<size_t>(rows) * n, -2.f, 2.f);
+  for (int r = 0; r < rows; ++r)  // non-zero row means: exercises the two-pass variance
+    for (int i = 0; i < n; ++i) x[static_cast<size_t>(r) * n + i] += 3.0f * static_cast<float>(r % 5);
+  auto g = rand_vec(n, 0.5f, 1.5f), be = rand_vec(n, -0.2f, 0.2f);
+  std::vector<double> ref(x.size()), row(n);
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < n; ++i) row[i] = x[static_cast<size_t>(r) * n + i];
+    ln_ref(row.data(), n, g, be, eps, &ref[static_cast<size_t>(r) * n]);
+  }
+  // off = 1 shifts every buffer by one element: unaligned pointers (scalar path)
+  const size_t off = misalign ? 1 : 0;
+  Dev<float> d_x(x.size() + off), d_g(g.size() + off), d_b(be.size() + off), d_y32(with32 && !inplace ? x.size() + off : 0);
+  Dev<T> d_y(x.size() + off);
+  bool ran = d_x.ptr && d_g.ptr && d_b.ptr && d_y.ptr;
+  ran = ran && cuda_ok(cudaMemcpy(d_x.ptr + off, x.data(), x.size() * 4, cudaMemcpyHostToDevice), "H2D");
+  ran = ran && cuda_ok(cudaMemcpy(d_g.ptr + off, g.data(), g.size() * 4, cudaMemcpyHostToDevice), "H2D");
+  ran = ran && cuda_ok(cudaMemcpy(d_b.ptr + off, be.data(), be.size() * 4, cudaMemcpyHostToDevice), "H2D");
+  float* y32 = !with32 ? nullptr : inplace ? d_x.ptr + off : d_y32.ptr + off;
+  ran = ran && run_op(layernorm<T>(d_x.ptr + off, d_g.ptr + off, d_b.ptr + off, y32, d_y.ptr + off, rows, n, eps, nullptr), "layernorm");
+  const std::string s = shp({rows, n}) + (inplace ? " inplace" : "") + (with32 ? "" : " noy32") + (misalign ? " unaligned" : "");
+  auto drop = [off](auto v) { v.erase(v.begin(), v.begin() + static_cast<long>(off)); return v; };
+  if (with32) report("layernorm", "f32", s + "/" + tname<T>(), drop(inplace ? d_x.down() : d_y32.down()), ref, Metric::Rel1, 1e-5, ran);
+  report("layernorm", tname<T>(), s, drop(d_y.down()), ref, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+}
+
+// ---- attention -------------------------------------------------------------------
+// q: [B, Tq] rows of pitch qrs (batch pitch qbs), head hd at +hd*64; k/v likewise with kvrs/kvbs.
+template <typename T>
+void test_attention(const char* name, int B, int H, int Tq, int Tk, int qrs, long qbs, int kvrs, long kvbs, long v_off, int ors, long obs,
+                    bool masked) {
+  auto q = round_t<T>(rand_vec(static_cast<size_t>(B) * qbs, -2.f, 2.f));
+  auto kv = round_t<T>(rand_vec(static_cast<size_t>(B) * kvbs + v_off, -2.f, 2.f));
+  std::vector<int32_t> mask;
+  if (masked) {
+    mask.assign(static_cast<size_t>(B) * Tk, 0);
+    for (int b = 0; b < B; ++b) {
+      const int len = b == 0 ? Tk : b == 1 ? std::max(1, Tk / 3) : 1;  // full, partial, only [CLS]
+      for (int j = 0; j < len; ++j) mask[static_cast<size_t>(b) * Tk + j] = 1;
+    }
+  }
+  const float scale = 0.125f;
+  std::vector<double> ref(static_cast<size_t>(B) * obs, 0.0);
+  std::vector<double> s(Tk);
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < Tq; ++i) {
+        const float* qi = &q[static_cast<size_t>(b) * qbs + static_cast<size_t>(i) * qrs + h * 64];
+        double mx = -1e300;
+        for (int j = 0; j < Tk; ++j) {
+          const float* kj = &kv[static_cast<size_t>(b) * kvbs + static_cast<size_t>(j) * kvrs + h * 64];
+          double d = 0;
+          for (int e = 0; e < 64; ++e) d += static_cast<double>(qi[e]) * kj[e];
+          d *= scale;
+          if (masked) d += (1.0 - mask[static_cast<size_t>(b) * Tk + j]) * -10000.0;
+          s[j] = d;
+          mx = std::max(mx, d);
+        }
+        double sum = 0;
+        for (int j = 0; j < Tk; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        double* o = &ref[static_cast<size_t>(b) * obs + static_cast<size_t>(i) * ors + h * 64];
+        for (int e = 0; e < 64; ++e) {
+          double acc = 0;
+          for (int j = 0; j < Tk; ++j) acc += s[j] * kv[static_cast<size_t>(b) * kvbs + v_off + static_cast<size_t>(j) * kvrs + h * 64 + e];
+          o[e] = acc / sum;
+        }
+      }
+  Dev<T> d_q(to_t<T>(q)), d_kv(to_t<T>(kv)), d_o(ref.size());
+  Dev<int32_t> d_m(masked ? mask : std::vector<int32_t>(1, 1));
+  // the reference leaves positions outside the written rows at 0: clear the device buffer too
+  bool ran = d_o.ptr && cuda_ok(cudaMemset(d_o.ptr, 0, ref.size() * sizeof(T)), "cudaMemset");
+  AttnArgs<T> a{};
+  a.q = d_q.ptr; a.q_batch_stride = qbs; a.q_row_stride = qrs;
+  a.k = d_kv.ptr; a.v = d_kv.ptr ? d_kv.ptr + v_off : nullptr; a.kv_batch_stride = kvbs; a.kv_row_stride = kvrs;
+  a.out = d_o.ptr; a.out_batch_stride = obs; a.out_row_stride = ors;
+  a.mask = masked ? d_m.ptr : nullptr;
+  a.B = B; a.H = H; a.Tq = Tq; a.Tk = Tk; a.scale = scale;
+  ran = ran && run_op(attention<T>(a, nullptr), "attention");
+  report(name, tname<T>(), shp({B, H, Tq, Tk}) + (masked ? " mask" : ""), d_o.down(), ref, Metric::Abs, tol_t<T>(2e-2, 4e-3), ran);
+}
+
+template <typename T>
+void test_attention_all() {
+  // ViT self: qkv [B, 197, 3, H, 64]
+  for (int B : {1, 3}) {
+    const int H = 16, L = 197, W = H * 64;
+    test_attention<T>("attn_vit", B, H, L, L, 3 * W, static_cast<long>(L) * 3 * W, 3 * W, static_cast<long>(L) * 3 * W, 2 * W, W,
+                      static_cast<long>(L) * W, false);
+  }
+  // BERT self with prompt mask: qkv [B, 35, 3, 12, 64]
+  for (int B : {1, 3, 8}) {
+    const int H = 12, L = 35, W = H * 64;
+    test_attention<T>("attn_txt_self", B, H, L, L, 3 * W, static_cast<long>(L) * 3 * W, 3 * W, static_cast<long>(L) * 3 * W, 2 * W, W,
+                      static_cast<long>(L) * W, true);
+  }
+  // BERT cross: q [B, 35, H*64], kv [B, 197, 2, H, 64]
+  for (int B : {1, 3}) {
+    const int H = 12, W = H * 64;
+    // q buffer holds B*35 rows of W; kv B*197 rows of 2W, v at +W
+    test_attention<T>("attn_cross", B, H, 35, 197, W, 35L * W, 2 * W, 197L * 2 * W, W, W, 35L * W, false);
+  }
+  // odd: unaligned strides (scalar staging path), Tq/Tk not multiples of 16, masked
+  test_attention<T>("attn_odd", 3, 2, 17, 33, 2 * 64 + 3, 17L * (2 * 64 + 3) + 5, 2 * 64 + 1, 33L * (2 * 64 + 1) + 7, 2 * 64 + 1 + 0,
+                    2 * 64 + 2, 17L * (2 * 64 + 2), true);
+  test_attention<T>("attn_odd", 2, 1, 1, 256, 64, 64, 128, 256L * 128, 64, 64, 64, false);
+}
+
+// ---- elementwise -----------------------------------------------------------------
+template <typename T>
+void test_bias_gelu(long rows, int cols) {
+  auto x = rand_vec(static_cast<size_t>(rows) * cols, -4.f, 4.f), bias = rand_vec(cols);
+  std::vector<double> ref(x.size());
+  for (long r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const double v = static_cast<double>(x[static_cast<size_t>(r) * cols + c]) + bias[c];
+      ref[static_cast<size_t>(r) * cols + c] = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    }
+  Dev<float> d_x(x), d_b(bias);
+  Dev<T> d_y(x.size());
+  const bool ran = run_op(bias_gelu<T>(d_x.ptr, d_b.ptr, d_y.ptr, rows, cols, nullptr), "bias_gelu");
+  report("bias_gelu", tname<T>(), shp({rows, cols}), d_y.down(), ref, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+}
+
+void test_bias_residual(long rows, int cols) {
+  auto x = rand_vec(static_cast<size_t>(rows) * cols), bias = rand_vec(cols), y = rand_vec(static_cast<size_t>(rows) * cols, -5.f, 5.f);
+  std::vector<double> ref(x.size());
+  for (long r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r) * cols + c;
+      const float t = x[i] + bias[c];
+      ref[i] = static_cast<float>(y[i] + t);
+    }
+  Dev<float> d_x(x), d_b(bias), d_y(y);
+  const bool ran = run_op(bias_residual(d_x.ptr, d_b.ptr, d_y.ptr, rows, cols, nullptr), "bias_residual");
+  report("bias_residual", "f32", shp({rows, cols}), d_y.down(), ref, Metric::Exact, 0.0, ran);
+}
+
+template <typename T>
+void test_convert(long n) {
+  auto x = rand_vec(n, -100.f, 100.f);
+  std::vector<double> ref(n);
+  for (long i = 0; i < n; ++i) ref[i] = tf(ft<T>(x[i]));
+  Dev<float> d_x(x);
+  Dev<T> d_y(n);
+  const bool ran = run_op(convert_f32<T>(d_x.ptr, d_y.ptr, n, nullptr), "convert_f32");
+  report("convert_f32", tname<T>(), shp({n}), d_y.down(), ref, Metric::Exact, 0.0, ran);
+}
+
+// ---- reward_head -----------------------------------------------------------------
+void test_head(int B, int L, int h) {
+  auto hid = rand_vec(static_cast<size_t>(B) * L * h, -3.f, 3.f), w = rand_vec(h, -0.1f, 0.1f);
+  const float bias = 0.25f, mean = 0.16717362830052426f, sd = 1.0333394966054072f;
+  std::vector<double> raw(B), rew(B);
+  for (int b = 0; b < B; ++b) {
+    double d = 0;
+    for (int i = 0; i < h; ++i) d += static_cast<double>(hid[static_cast<size_t>(b) * L * h + i]) * w[i];
+    raw[b] = d + bias;
+    rew[b] = (raw[b] - mean) / sd;
+  }
+  Dev<float> d_h(hid), d_w(w), d_raw(B), d_rew(B);
+  const bool ran = run_op(reward_head(d_h.ptr, L, h, d_w.ptr, bias, mean, sd, d_raw.ptr, d_rew.ptr, B, nullptr), "reward_head");
+  report("reward_head", "f32", shp({B, L, h}) + " raw", d_raw.down(), raw, Metric::Rel1, 1e-5, ran);
+  report("reward_head", "f32", shp({B, L, h}) + " reward", d_rew.down(), rew, Metric::Rel1, 1e-5, ran);
+}
+
+template <typename T>
+void test_typed() {
+  test_patchify<T>(2, 224, 16);
+  test_patchify<T>(1, 12, 4);
+  test_embed_ln<T>(1, 35, 768, 1e-12f);
+  test_embed_ln<T>(3, 35, 768, 1e-12f);
+  test_embed_ln<T>(2, 7, 100, 1e-12f);
+  test_layernorm<T>(2 * 197, 1024, 1e-6f, false, true);
+  test_layernorm<T>(3 * 35, 768, 1e-12f, true, true);
+  test_layernorm<T>(197, 1024, 1e-6f, false, false);
+  test_layernorm<T>(13, 1028, 1e-6f, false, true);  // > 1024: general path
+  test_layernorm<T>(5, 4, 1e-5f, false, true);
+  test_layernorm<T>(35, 768, 1e-12f, true, true, true);  // unaligned: scalar path
+  test_attention_all<T>();
+  test_bias_gelu<T>(2 * 197, 4096);
+  test_bias_gelu<T>(7, 30);
+  test_convert<T>(100003);
+}
+
+}  // namespace
+
+int main() {
+  int ndev = 0;
+  const cudaError_t e = cudaGetDeviceCount(&ndev);
+  if (e != cudaSuccess || ndev == 0) {
+    std::printf("no CUDA device: skipped (%s)\n", e == cudaSuccess ? "0 devices" : cudaGetErrorName(e));
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) std::printf("device 0: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
+
+  test_normalize(1, 224);
+  test_normalize(3, 224);
+  test_normalize(2, 7);
+  test_assemble(2, 196, 1024);
+  test_assemble(3, 5, 6);
+  test_bias_residual(2 * 197, 1024);
+  test_bias_residual(7, 30);
+  test_head(1, 35, 768);
+  test_head(8, 35, 768);
+  test_typed<bf16>();
+  test_typed<f16>();
+
+  std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
+  return g_failures ? 1 : 0;
+}
