@@ -9,6 +9,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { writeBenchImages } from './images.js';
 import { benchTokenizer } from './tokenizer.js';
+import { benchScorerCpu } from './scorer-cpu.js';
 import { native, nativeLoadError } from '../native/index.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -73,5 +74,15 @@ async function resizeOnly(): Promise<void> {
   console.log(r.status === 0 ? r.stdout.trim() : `skipped: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' ')}`);
 }
 
+async function scorerCpu(): Promise<void> {
+  console.log(`\n## CPU scoring: ONNX Runtime vs PyTorch eager fp32, full-size random-weight model (bench/out/random-full)\n`);
+  try {
+    await benchScorerCpu(SECONDS);
+  } catch (err) {
+    console.log(`skipped: ${(err as Error).message}`);
+  }
+}
+
 await main();
 await resizeOnly();
+await scorerCpu();

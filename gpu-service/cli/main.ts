@@ -7,6 +7,7 @@ import { infoCommand } from './info.js';
 import { fetchModelCommand } from './fetch-model.js';
 import { convertCommand } from './convert.js';
 import { scoreCommand } from './score.js';
+import { demoModelCommand } from './demo-model.js';
 import { verifyPublishedCommand } from './verify-published.js';
 import { packageVersion } from '../package-root.js';
 
@@ -19,6 +20,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   score: { run: scoreCommand, summary: 'Score images against a prompt (ONNX Runtime on CPU); --json for rewards + ranking' },
   convert: { run: convertCommand, summary: 'Turn an ImageReward.pt checkpoint into a validated model directory (safetensors)' },
   'verify-published': { run: verifyPublishedCommand, summary: "Check the released weights reproduce upstream's published example rewards" },
+  'demo-model': { run: demoModelCommand, summary: 'Write a model directory of random weights (demos, benchmarks; scores mean nothing)' },
   info: { run: infoCommand, summary: 'Versions, native addon status and backends' },
 };
 

@@ -32,6 +32,8 @@ export interface ModelDirSource {
    */
   path?: string;
   mtime_ms?: number;
+  /** Present for random-weight models (`imagereward demo-model`): how they were generated. Their scores mean nothing. */
+  generated?: { by: string; seed: number; init: string; init_version: number; note?: string };
 }
 
 export interface ModelDirConfig {
