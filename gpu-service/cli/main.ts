@@ -9,6 +9,7 @@ import { convertCommand } from './convert.js';
 import { scoreCommand } from './score.js';
 import { demoModelCommand } from './demo-model.js';
 import { verifyPublishedCommand } from './verify-published.js';
+import { serveCommand } from './serve.js';
 import { packageVersion } from '../package-root.js';
 
 type Command = (argv: string[], io: Io) => Promise<number>;
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   convert: { run: convertCommand, summary: 'Turn an ImageReward.pt checkpoint into a validated model directory (safetensors)' },
   'verify-published': { run: verifyPublishedCommand, summary: "Check the released weights reproduce upstream's published example rewards" },
   'demo-model': { run: demoModelCommand, summary: 'Write a model directory of random weights (demos, benchmarks; scores mean nothing)' },
+  serve: { run: serveCommand, summary: 'Serve the scoring HTTP API (POST /v1/score, /healthz, /metrics, /openapi.json …)' },
   info: { run: infoCommand, summary: 'Versions, native addon status and backends' },
 };
 

@@ -1,0 +1,5 @@
+// The scoring API's contract, shared by the GPU service and the edge.
+export * from './limits.js';
+export * from './errors.js';
+export * from './schemas.js';
+export * from './routes.js';
