@@ -66,6 +66,8 @@ struct DeviceInfo {
   size_t weight_bytes = 0;        // device memory held by weights
   int driver_version = 0, runtime_version = 0;
   std::string cublaslt_version;   // e.g. "13.0.0" (from cublasLtGetVersion) or "" when not loaded
+  int graphs_captured = 0;        // CUDA graphs captured so far (one per bucket, entry point and stream)
+  int graphs_failed = 0;          // captures that failed (those buckets run eagerly)
 };
 
 struct BuildInfoCuda {
