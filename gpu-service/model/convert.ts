@@ -3,8 +3,8 @@
 // Every needed tensor is validated before anything is written; tensors are
 // streamed one at a time; the directory appears atomically (temp dir beside
 // the target, fsync, rename) or not at all.
-import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { installDir, tempSibling } from './atomic-dir.js';
+import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { IMAGEREWARD_CONFIG, UNUSED_TENSOR_PREFIXES, checkConfig, requiredTensors, validateCheckpoint, type ImageRewardConfig } from './architecture.js';
 import { openCheckpoint } from './checkpoint.js';
@@ -72,23 +72,6 @@ export interface ConvertResult {
 
 function isUnused(name: string): boolean {
   return UNUSED_TENSOR_PREFIXES.some((p) => name.startsWith(p));
-}
-
-function tempSibling(target: string, tag: string): string {
-  return `${target}.${tag}-${process.pid}-${randomBytes(6).toString('hex')}`;
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } catch (err) {
-    // Some filesystems refuse fsync on directories; file data is what matters.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw err;
-  } finally {
-    await fh.close();
-  }
 }
 
 interface SourceIdentity {
@@ -226,27 +209,9 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
       vocab: { file: VOCAB_FILE, sha256: await hashFile(vocabPath) },
     };
     await writeFile(join(tmp, CONFIG_FILE), `${JSON.stringify(dirConfig, null, 2)}\n`);
-    for (const f of MODEL_DIR_FILES) await fsyncPath(join(tmp, f));
-    await fsyncPath(tmp);
     await ckpt.close();
-
-    if (outStat) {
-      // Replace: move the old one aside, move the new one in, then delete the old.
-      const old = tempSibling(out, 'old');
-      await rename(out, old);
-      try {
-        await rename(tmp, out);
-      } catch (err) {
-        await rename(old, out).catch(() => {});
-        throw err;
-      }
-      tmp = undefined;
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(tmp, out);
-      tmp = undefined;
-    }
-    await fsyncPath(dirname(out));
+    await installDir(tmp, out, MODEL_DIR_FILES, outStat !== undefined);
+    tmp = undefined;
     progress({ phase: 'done', dir: out });
     return { dir: out, converted: true };
   } catch (err) {

@@ -21,8 +21,9 @@
 // Streamed: one tensor is generated and written at a time (the largest, the
 // word embeddings, is 94 MB); the directory appears atomically (temp dir +
 // rename) and re-running with the same (seed, config, model id) is a no-op.
-import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { installDir, tempSibling } from './atomic-dir.js';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { IMAGEREWARD_CONFIG, checkConfig, requiredTensors, type ImageRewardConfig } from './architecture.js';
 import { hashFile } from './fetch.js';
@@ -178,22 +179,6 @@ export function initFor(spec: TensorSpec): { std: number; mean: number } {
 
 // ---------------------------------------------------------------- directory
 
-function tempSibling(target: string, tag: string): string {
-  return `${target}.${tag}-${process.pid}-${randomBytes(6).toString('hex')}`;
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw err;
-  } finally {
-    await fh.close();
-  }
-}
-
 function pickConfig(c: ImageRewardConfig): ImageRewardConfig {
   return { vision: { ...c.vision }, text: { ...c.text }, mlp: [...c.mlp] };
 }
@@ -303,25 +288,8 @@ export async function writeRandomModel(opts: RandomModelOptions): Promise<Random
       vocab: { file: VOCAB_FILE, sha256: await hashFile(vocabPath) },
     };
     await writeFile(join(tmp, CONFIG_FILE), `${JSON.stringify(dirConfig, null, 2)}\n`);
-    for (const f of MODEL_DIR_FILES) await fsyncPath(join(tmp, f));
-    await fsyncPath(tmp);
-
-    if (outStat) {
-      const old = tempSibling(out, 'old');
-      await rename(out, old);
-      try {
-        await rename(tmp, out);
-      } catch (err) {
-        await rename(old, out).catch(() => {});
-        throw err;
-      }
-      tmp = undefined;
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(tmp, out);
-      tmp = undefined;
-    }
-    await fsyncPath(dirname(out));
+    await installDir(tmp, out, MODEL_DIR_FILES, outStat !== undefined);
+    tmp = undefined;
     progress({ phase: 'done', dir: out });
     return { dir: out, written: true, sha256, bytes };
   } catch (err) {
