@@ -3,10 +3,14 @@
 // ONNX Runtime (createScorer / OrtBackend) beside PyTorch eager fp32
 // (bench/torch_cpu.py running test/fixtures/model/reference.py) on the same
 // weights, the same inputs and the same thread count. Each contender runs in
-// its own child process so its peak RSS (maxRSS) is its own.
+// its own child process so its peak RSS (maxRSS) is its own. ORT runs twice: the
+// default fp32 graphs and the opt-in int8 ones (precision 'int8': dynamic
+// quantization of every transformer Linear), compared on throughput and on how
+// far the int8 rewards of the 8 bench images move from fp32 (and whether their
+// ranking changes).
 //
 //   node --import tsx bench/scorer-cpu.ts             run everything, print markdown
-//   node --import tsx bench/scorer-cpu.ts ort <dir> <inputs> <threads> <seconds> [opt-level]
+//   node --import tsx bench/scorer-cpu.ts ort <dir> <inputs> <threads> <seconds> [opt-level|-] [fp32|int8]
 //                                                      one ORT child (prints one JSON line)
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -17,7 +21,7 @@ import { pathToFileURL } from 'node:url';
 import { IMAGEREWARD_CONFIG } from '../gpu-service/model/architecture.js';
 import { WEIGHTS_FILE } from '../gpu-service/model/model-dir.js';
 import { writeRandomModel } from '../gpu-service/model/random-model.js';
-import { buildImageRewardGraphs } from '../gpu-service/onnx/imagereward-graph.js';
+import { buildImageRewardGraphs, type Precision } from '../gpu-service/onnx/imagereward-graph.js';
 import { preprocessImage } from '../gpu-service/preprocess/index.js';
 import { loadTokenizer } from '../gpu-service/tokenizer.js';
 import { createScorer } from '../gpu-service/scorer/scorer.js';
@@ -50,12 +54,18 @@ export interface ContenderResult {
 }
 
 /** Model dir + inputs (B preprocessed images, one prompt tokenized), written once into bench/out. */
-export async function prepareCpuBench(outDir = join('bench', 'out')): Promise<{ dir: string; inputs: string; generatedMs: number | undefined }> {
+export async function prepareCpuBench(
+  outDir = join('bench', 'out'),
+): Promise<{ dir: string; inputs: string; generatedMs: number | undefined; int8BuiltMs: number | undefined }> {
   const dir = resolve(outDir, 'random-full');
   const t0 = performance.now();
   const r = await writeRandomModel({ out: dir, config: IMAGEREWARD_CONFIG, seed: 0 });
   const generatedMs = r.written ? performance.now() - t0 : undefined;
-  await buildImageRewardGraphs(dir); // idempotent: load time below is session creation, not graph building
+  // Idempotent: load time below is session creation (plus the up-to-date check), not graph building.
+  await buildImageRewardGraphs(dir);
+  const t1 = performance.now();
+  const q = await buildImageRewardGraphs(dir, { precision: 'int8' }); // model.int8.bin + the int8 graphs
+  const int8BuiltMs = q.int8Written ? performance.now() - t1 : undefined;
   const inputs = resolve(outDir, 'cpu-inputs');
   const per = 3 * 224 * 224;
   const pixels = new Float32Array(BATCH * per);
@@ -65,7 +75,7 @@ export async function prepareCpuBench(outDir = join('bench', 'out')): Promise<{ 
   await mkdir(outDir, { recursive: true });
   await writeFile(`${inputs}.f32`, new Uint8Array(pixels.buffer));
   await writeFile(`${inputs}.json`, JSON.stringify({ prompt: PROMPT, images: IMAGES, batch: BATCH, input_ids: enc.input_ids, attention_mask: enc.attention_mask }));
-  return { dir, inputs, generatedMs };
+  return { dir, inputs, generatedMs, int8BuiltMs };
 }
 
 function median(xs: number[]): number {
@@ -74,16 +84,21 @@ function median(xs: number[]): number {
 }
 
 /** The ORT child: load, time B=1 and B=8, print one JSON line. */
-async function ortChild(dir: string, inputs: string, threads: number, seconds: number, opt?: string): Promise<void> {
+async function ortChild(dir: string, inputs: string, threads: number, seconds: number, opt?: string, precision?: string): Promise<void> {
   const allPixels = new Float32Array(new Uint8Array(readFileSync(`${inputs}.f32`)).buffer);
   const meta = JSON.parse(readFileSync(`${inputs}.json`, 'utf8')) as { input_ids: number[]; attention_mask: number[]; batch: number };
   const L = meta.input_ids.length;
   const per = 3 * 224 * 224;
   const ortOpts: OrtBackendOptions = { intraOpNumThreads: threads };
-  if (opt) ortOpts.graphOptimizationLevel = opt as NonNullable<OrtBackendOptions['graphOptimizationLevel']>;
+  if (opt && opt !== '-') ortOpts.graphOptimizationLevel = opt as NonNullable<OrtBackendOptions['graphOptimizationLevel']>;
+  if (precision) ortOpts.precision = precision as Precision;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const scorer = await createScorer({ model: dir, ort: ortOpts });
   const loadMs = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
+  // CPU time of all threads during load: less sensitive than wall time to other work on a shared box.
+  const loadCpuMs = (cpu.user + cpu.system) / 1000;
   const rssAfterLoadMB = process.memoryUsage.rss() / 2 ** 20;
   const forward = async (b: number): Promise<Float32Array> => {
     const ids = new BigInt64Array(b * L);
@@ -117,6 +132,7 @@ async function ortChild(dir: string, inputs: string, threads: number, seconds: n
   await scorer.dispose();
   const res: ContenderResult = {
     loadMs,
+    loadCpuMs,
     forward1Ms,
     pairsPerSec,
     iterations,
@@ -160,20 +176,40 @@ function cachedShare(path: string): number | undefined {
   return res !== undefined && size ? res / size : undefined;
 }
 
+/** Spearman rank correlation (no ties expected in float rewards). */
+function spearman(a: number[], b: number[]): number {
+  const ranks = (xs: number[]) => {
+    const order = xs.map((v, i) => [v, i] as const).sort((p, q) => p[0] - q[0]);
+    const r = new Array<number>(xs.length);
+    order.forEach(([, i], k) => (r[i] = k));
+    return r;
+  };
+  const ra = ranks(a);
+  const rb = ranks(b);
+  const n = a.length;
+  let d2 = 0;
+  for (let i = 0; i < n; i++) d2 += (ra[i]! - rb[i]!) ** 2;
+  return 1 - (6 * d2) / (n * (n * n - 1));
+}
+
 export async function benchScorerCpu(seconds: number): Promise<void> {
   const threads = cpus().length;
-  const { dir, inputs, generatedMs } = await prepareCpuBench();
+  const { dir, inputs, generatedMs, int8BuiltMs } = await prepareCpuBench();
   if (generatedMs !== undefined) console.log(`(generated ${dir} in ${(generatedMs / 1000).toFixed(1)} s)`);
+  if (int8BuiltMs !== undefined) console.log(`(built model.int8.bin + int8 graphs in ${(int8BuiltMs / 1000).toFixed(1)} s)`);
   const weights = join(dir, WEIGHTS_FILE);
   const before = cachedShare(weights);
   const read1 = await readOnce(weights);
   const read2 = await readOnce(weights);
   const env = { OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
-  const ort = child(process.execPath, ['--import', 'tsx', join('bench', 'scorer-cpu.ts'), 'ort', dir, inputs, String(threads), String(seconds)], env);
+  const ortRun = (precision: Precision) =>
+    child(process.execPath, ['--import', 'tsx', join('bench', 'scorer-cpu.ts'), 'ort', dir, inputs, String(threads), String(seconds), '-', precision], env);
+  const ort = ortRun('fp32');
+  const int8 = ortRun('int8');
   const torch = existsSync(PYTHON)
     ? child(PYTHON, [join('bench', 'torch_cpu.py'), dir, inputs, String(threads), String(seconds)], env)
     : { error: `${PYTHON} not found` };
-  for (const [name, r] of [['ort', ort], ['torch', torch]] as const) if ('error' in r) console.log(`(${name}: ${r.error})`);
+  for (const [name, r] of [['ort', ort], ['ort int8', int8], ['torch', torch]] as const) if ('error' in r) console.log(`(${name}: ${r.error})`);
 
   const gb = read1.bytes / 1e9;
   console.log(`weights: ${weights} (${gb.toFixed(2)} GB); page cache before the first read: ${before === undefined ? 'unknown' : `${(before * 100).toFixed(0)}% resident`}`);
@@ -186,7 +222,8 @@ export async function benchScorerCpu(seconds: number): Promise<void> {
     console.log(
       `| ${name} | ${f(r, (c) => c.pairsPerSec['1']!)} | ${f(r, (c) => c.pairsPerSec[B]!)} | ${f(r, (c) => c.maxRssMB, 0)} | ${f(r, (c) => c.loadMs, 0)} | ${f(r, (c) => (c.loadMs > c.forward1Ms ? c.loadMs - c.forward1Ms : NaN), 0)} | ${f(r, (c) => c.loadMs / read2.ms, 1)}× | ${f(r, (c) => c.loadMs / read1.ms, 1)}× | ${f(r, (c) => c.forward1Ms, 0)} |`,
     );
-  row('ONNX Runtime (createScorer, CPU EP)', ort);
+  row('ONNX Runtime fp32 (createScorer, CPU EP)', ort);
+  row("ONNX Runtime int8 (precision 'int8', opt-in)", int8);
   row('PyTorch 1.13 eager fp32 (reference.py; load = mmap only, pages fault in during the first forward)', torch);
   if (!('error' in ort) && !('error' in torch)) {
     const speed = (b: string) => (ort.pairsPerSec[b]! / torch.pairsPerSec[b]!).toFixed(2);
@@ -198,11 +235,22 @@ export async function benchScorerCpu(seconds: number): Promise<void> {
     console.log(`max |Δreward| ORT vs PyTorch: ${worst.toExponential(2)} (${worst <= 1e-4 ? 'within' : 'OUTSIDE'} 1e-4)`);
     console.log(`PyTorch BLAS: ${String(torch.blas)}; torch threads ${String(torch.threads)}`);
   }
+  if (!('error' in ort) && !('error' in int8)) {
+    const speed = (b: string, base: ContenderResult) => (int8.pairsPerSec[b]! / base.pairsPerSec[b]!).toFixed(2);
+    let worst = 0;
+    int8.rewards.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - (ort.rewards[i] ?? NaN)))));
+    const order = (r: number[]) => r.map((_, i) => i).sort((a, b) => r[b]! - r[a]! || a - b).join(',');
+    const exact = order(int8.rewards) === order(ort.rewards);
+    console.log(`\nint8 ÷ fp32 throughput: B=1 ${speed('1', ort)}×, B=${B} ${speed(B, ort)}× (goal ≥ 2.5×)`);
+    if (!('error' in torch)) console.log(`int8 ÷ PyTorch throughput: B=1 ${speed('1', torch)}×, B=${B} ${speed(B, torch)}×`);
+    console.log(`rewards (B=${B}) int8:  ${int8.rewards.map((v) => v.toFixed(5)).join(' ')}`);
+    console.log(`max |reward int8 − fp32| over the ${B} images: ${worst.toExponential(2)}; ranking ${exact ? 'identical' : 'DIFFERS'} (Spearman ρ = ${spearman(int8.rewards, ort.rewards).toFixed(3)})`);
+  }
 }
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href;
 if (isMain) {
   const [mode, ...rest] = process.argv.slice(2);
-  if (mode === 'ort') await ortChild(rest[0]!, rest[1]!, Number(rest[2]), Number(rest[3]), rest[4]);
+  if (mode === 'ort') await ortChild(rest[0]!, rest[1]!, Number(rest[2]), Number(rest[3]), rest[4], rest[5]);
   else await benchScorerCpu(Number(process.env.BENCH_SECONDS ?? 3));
 }

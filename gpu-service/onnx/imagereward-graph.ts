@@ -14,8 +14,15 @@
 // Every weight is an external-data initializer pointing into model.safetensors
 // (no copy): `location` is the bare file name, so the .onnx files must stay in
 // the model directory and be loaded by path. PyTorch Linear weights are stored
-// [out, in]; the graph applies a Transpose node to the initializer, which ORT
-// constant-folds at session creation.
+// [out, in]; a Linear is com.microsoft FusedMatMul(x, W, transB=1) + Add(bias), so
+// ORT packs W for MLAS straight from the [out, in] layout (no Transpose node that
+// session creation would constant-fold into another full copy of the weights).
+//
+// Opt-in int8 (precision 'int8'): vision.int8.onnx / text.int8.onnx, where every
+// transformer Linear is com.microsoft DynamicQuantizeMatMul (activations quantized
+// per call to u8, weights int8 per output column from model.int8.bin, see
+// quantize.ts) + the fp32 bias; LayerNorm, softmax, GELU, embeddings, the patch
+// conv and the reward head stay fp32.
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,9 +32,26 @@ import { WEIGHTS_FILE, readModelDirConfig } from '../model/model-dir.js';
 import { openSafetensors, type SafetensorsFile } from '../model/safetensors.js';
 import { safetensorsInitializer } from './external.js';
 import { DEFAULT_IR_VERSION, DEFAULT_OPSET, GraphBuilder, attr } from './model.js';
+import { INT8_WEIGHTS_FILE, ensureInt8Weights, type Int8Manifest, type Int8TensorEntry } from './quantize.js';
 
 export const VISION_ONNX_FILE = 'vision.onnx';
 export const TEXT_ONNX_FILE = 'text.onnx';
+export const VISION_INT8_ONNX_FILE = 'vision.int8.onnx';
+export const TEXT_INT8_ONNX_FILE = 'text.int8.onnx';
+export const MS_DOMAIN = 'com.microsoft';
+
+export type Precision = 'fp32' | 'int8';
+/**
+ * How an fp32 Linear is expressed: 'fusedmatmul' (default) FusedMatMul(transB=1) + Add;
+ * 'transpose' MatMul(x, Transpose(W)) + Add (the original form, folded by ORT at load);
+ * 'gemm' Reshape to 2-D, Gemm(transB=1) with the bias, Reshape back.
+ */
+export type LinearForm = 'fusedmatmul' | 'transpose' | 'gemm';
+
+/** The graph files for a precision. */
+export function graphFiles(precision: Precision = 'fp32'): { vision: string; text: string } {
+  return precision === 'int8' ? { vision: VISION_INT8_ONNX_FILE, text: TEXT_INT8_ONNX_FILE } : { vision: VISION_ONNX_FILE, text: TEXT_ONNX_FILE };
+}
 /** Upstream tokenizes with padding='max_length', max_length=35. */
 export const DEFAULT_TEXT_LENGTH = 35;
 
@@ -40,6 +64,16 @@ export interface BuildGraphsOptions {
   opset?: number;
   /** Fixed text length L of input_ids / attention_mask (default 35, must be <= maxPositions). */
   textLength?: number;
+  /** 'fp32' (default): vision.onnx / text.onnx; 'int8': vision.int8.onnx / text.int8.onnx (+ model.int8.bin). */
+  precision?: Precision;
+  /** fp32 Linear form (benchmarks); default 'fusedmatmul'. */
+  linearForm?: LinearForm;
+}
+
+interface GraphWeightsOptions {
+  linearForm?: LinearForm;
+  /** int8 mode: the side file's manifest; Linears listed there become DynamicQuantizeMatMul. */
+  int8?: Int8Manifest;
 }
 
 export interface BuiltGraphs {
@@ -55,26 +89,59 @@ export class GraphBuildError extends Error {
 
 /** Resolves weights from the safetensors file, checking shape and dtype against the config. */
 class Weights {
+  private readonly quantized: Map<string, Int8TensorEntry>;
+  private readonly form: LinearForm;
+
   constructor(
     private readonly g: GraphBuilder,
     private readonly file: SafetensorsFile,
-  ) {}
+    opts: GraphWeightsOptions = {},
+  ) {
+    this.quantized = new Map((opts.int8?.tensors ?? []).map((t) => [t.linear, t]));
+    this.form = opts.linearForm ?? 'fusedmatmul';
+  }
 
   /** Initializer for `name` (expected shape `dims`, F32). */
   get(name: string, dims: readonly number[]): string {
+    this.check(name, dims);
+    return safetensorsInitializer(this.g, this.file, WEIGHTS_FILE, name);
+  }
+
+  private check(name: string, dims: readonly number[]): void {
     const t = this.file.get(name);
     if (t.dtype !== 'F32') throw new GraphBuildError(`${name}: dtype ${t.dtype}, expected F32`);
     if (t.shape.length !== dims.length || t.shape.some((d, i) => d !== dims[i])) {
       throw new GraphBuildError(`${name}: shape [${t.shape.join(',')}], expected [${dims.join(',')}]`);
     }
-    return safetensorsInitializer(this.g, this.file, WEIGHTS_FILE, name);
   }
 
   /** y = x·Wᵀ + b for a PyTorch Linear `prefix`.weight [out,in] / `prefix`.bias [out]. */
   linear(x: string, prefix: string, inDim: number, outDim: number): string {
-    const w = this.get(`${prefix}.weight`, [outDim, inDim]);
+    const g = this.g;
+    const q = this.quantized.get(prefix);
     const b = this.get(`${prefix}.bias`, [outDim]);
-    return this.g.linear(x, this.g.transpose(w, [1, 0]), b);
+    if (q !== undefined) {
+      this.check(`${prefix}.weight`, [outDim, inDim]);
+      if (q.inDim !== inDim || q.outDim !== outDim) throw new GraphBuildError(`${prefix}: int8 entry [${q.inDim},${q.outDim}], expected [${inDim},${outDim}]`);
+      const qw = g.initializer(`${prefix}.weight_int8`, 'INT8', [inDim, outDim], { externalFile: INT8_WEIGHTS_FILE, ...q.weight });
+      const qs = g.initializer(`${prefix}.weight_scale`, 'FLOAT', [outDim], { externalFile: INT8_WEIGHTS_FILE, ...q.scale });
+      // A, B, b_scale, b_zero_point (absent: symmetric), bias.
+      return g.op1('DynamicQuantizeMatMul', [x, qw, qs, '', b], [], { domain: MS_DOMAIN });
+    }
+    const w = this.get(`${prefix}.weight`, [outDim, inDim]);
+    switch (this.form) {
+      case 'transpose':
+        return g.linear(x, g.transpose(w, [1, 0]), b);
+      case 'gemm': {
+        const flat = g.reshape(x, [-1, inDim]);
+        const y = g.op1('Gemm', [flat, w, b], [attr.int('transB', 1)]);
+        // Back to x's leading dims with the last one replaced by outDim.
+        const lead = g.op1('Shape', [x], [attr.int('start', 0), attr.int('end', -1)]);
+        return g.reshape(y, g.concat([lead, g.int64s([outDim], 'out_dim')], 0));
+      }
+      case 'fusedmatmul':
+        return g.add(g.op1('FusedMatMul', [x, w], [attr.int('transB', 1)], { domain: MS_DOMAIN }), b);
+    }
   }
 
   layerNorm(x: string, prefix: string, dim: number, eps: number): string {
@@ -98,7 +165,7 @@ function checkDivisible(what: string, width: number, heads: number): number {
 }
 
 /** The vision encoder graph (not yet encoded). */
-export function buildVisionGraph(config: ImageRewardConfig, file: SafetensorsFile): GraphBuilder {
+export function buildVisionGraph(config: ImageRewardConfig, file: SafetensorsFile, opts: GraphWeightsOptions = {}): GraphBuilder {
   const v = config.vision;
   const W = v.width;
   const P = v.patch;
@@ -108,7 +175,7 @@ export function buildVisionGraph(config: ImageRewardConfig, file: SafetensorsFil
   const hd = checkDivisible('vision', W, v.heads);
   const M = Math.round(W * v.mlpRatio);
   const g = new GraphBuilder('imagereward_vision');
-  const w = new Weights(g, file);
+  const w = new Weights(g, file, opts);
   const pv = 'blip.visual_encoder.';
 
   const pixels = g.input('pixel_values', 'FLOAT', ['B', 3, v.image, v.image]);
@@ -157,6 +224,7 @@ export function buildTextGraph(
   file: SafetensorsFile,
   normalization: { mean: number; std: number },
   textLength = DEFAULT_TEXT_LENGTH,
+  opts: GraphWeightsOptions = {},
 ): GraphBuilder {
   const t = config.text;
   const H = t.hidden;
@@ -172,7 +240,7 @@ export function buildTextGraph(
     throw new GraphBuildError(`mlp widths [${mlp.join(',')}] must be [${H}, …, 1] with ${MLP_LINEAR_INDICES.length} layers`);
   }
   const g = new GraphBuilder('imagereward_text');
-  const w = new Weights(g, file);
+  const w = new Weights(g, file, opts);
   const pt = 'blip.text_encoder.';
 
   const ids = g.input('input_ids', 'INT64', ['B', L]);
@@ -218,6 +286,7 @@ export function buildTextGraph(
   const cls = g.gather(x, g.scalar(0, 'INT64'), 1); // [B,H]
   const raw = g.scope('head', () => {
     let r = cls;
+    // The head is never quantized (not in the int8 manifest).
     MLP_LINEAR_INDICES.forEach((idx, j) => {
       r = w.linear(r, `mlp.layers.${idx}`, mlp[j] as number, mlp[j + 1] as number);
     });
@@ -247,34 +316,54 @@ async function writeIfChanged(path: string, bytes: Uint8Array): Promise<boolean>
 }
 
 /**
- * Builds vision.onnx and text.onnx for the model directory `modelDir` from its
- * config.json and model.safetensors, writing them into `modelDir`. Idempotent:
- * a file is rewritten (atomically) only when its bytes would change.
+ * Builds vision.onnx and text.onnx (precision 'int8': vision.int8.onnx and
+ * text.int8.onnx, after making sure model.int8.bin is current) for the model
+ * directory `modelDir` from its config.json and model.safetensors, writing them
+ * into `modelDir`. Idempotent: a file is rewritten (atomically) only when its
+ * bytes would change.
  */
-export async function buildImageRewardGraphs(modelDir: string, opts: BuildGraphsOptions = {}): Promise<BuiltGraphs> {
+export async function buildImageRewardGraphs(modelDir: string, opts: BuildGraphsOptions = {}): Promise<BuiltGraphs & { int8Written?: boolean }> {
   const opset = opts.opset ?? DEFAULT_OPSET;
   if (!Number.isInteger(opset) || opset < 17) throw new GraphBuildError(`opset ${opset} is not supported (need >= 17 for LayerNormalization)`);
+  const precision = opts.precision ?? 'fp32';
   const dirConfig = await readModelDirConfig(modelDir);
   const file = await openSafetensors(join(modelDir, WEIGHTS_FILE));
   let visionBytes: Uint8Array;
   let textBytes: Uint8Array;
+  let int8Written: boolean | undefined;
   try {
+    const gw: GraphWeightsOptions = { ...(opts.linearForm !== undefined ? { linearForm: opts.linearForm } : {}) };
+    if (precision === 'int8') {
+      const ensured = await ensureInt8Weights(modelDir, file);
+      gw.int8 = ensured.manifest;
+      int8Written = ensured.written;
+    }
     const common = {
       // ONNX IR 8 covers opsets up to 18, IR 9 up to 20, IR 10 from 21.
       irVersion: opset >= 21 ? 10 : opset >= 19 ? 9 : DEFAULT_IR_VERSION,
-      opsetImports: [{ domain: '', version: opset }],
-      metadata: { model_id: dirConfig.model_id, source_sha256: dirConfig.source.sha256, config: JSON.stringify(dirConfig.config) },
+      opsetImports: [
+        { domain: '', version: opset },
+        { domain: MS_DOMAIN, version: 1 },
+      ],
+      metadata: {
+        model_id: dirConfig.model_id,
+        source_sha256: dirConfig.source.sha256,
+        config: JSON.stringify(dirConfig.config),
+        precision,
+      },
     };
-    visionBytes = buildVisionGraph(dirConfig.config, file).toModel({ ...common, docString: 'ImageReward vision encoder (BLIP ViT)' });
-    textBytes = buildTextGraph(dirConfig.config, file, dirConfig.normalization, opts.textLength).toModel({
+    const tag = precision === 'int8' ? ', int8 dynamic quantization' : '';
+    visionBytes = buildVisionGraph(dirConfig.config, file, gw).toModel({ ...common, docString: `ImageReward vision encoder (BLIP ViT${tag})` });
+    textBytes = buildTextGraph(dirConfig.config, file, dirConfig.normalization, opts.textLength, gw).toModel({
       ...common,
-      docString: 'ImageReward text encoder (BERT, cross-attention) + reward head',
+      docString: `ImageReward text encoder (BERT, cross-attention${tag}) + reward head`,
     });
   } finally {
     await file.close();
   }
-  const vision = join(modelDir, VISION_ONNX_FILE);
-  const text = join(modelDir, TEXT_ONNX_FILE);
+  const names = graphFiles(precision);
+  const vision = join(modelDir, names.vision);
+  const text = join(modelDir, names.text);
   const written = { vision: await writeIfChanged(vision, visionBytes), text: await writeIfChanged(text, textBytes) };
-  return { vision, text, written };
+  return { vision, text, written, ...(int8Written !== undefined ? { int8Written } : {}) };
 }

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { readModelDirConfig } from '../model/model-dir.js';
-import { DEFAULT_TEXT_LENGTH, TEXT_ONNX_FILE, VISION_ONNX_FILE, buildImageRewardGraphs } from '../onnx/imagereward-graph.js';
+import { DEFAULT_TEXT_LENGTH, buildImageRewardGraphs, graphFiles, type Precision } from '../onnx/imagereward-graph.js';
 import { compact, transferable, type OrtInit, type OrtReady, type OrtRequest, type OrtResponse } from './protocol.js';
 
 export interface OrtBackendOptions {
@@ -18,6 +18,14 @@ export interface OrtBackendOptions {
   /** Default ['cpu']. */
   executionProviders?: string[];
   graphOptimizationLevel?: OrtInit['graphOptimizationLevel'];
+  /**
+   * 'fp32' (default): vision.onnx / text.onnx, results identical on every machine.
+   * 'int8' (opt-in, never chosen automatically): vision.int8.onnx / text.int8.onnx, every
+   * transformer Linear as dynamically quantized int8 (weights from model.int8.bin, built
+   * on demand); faster on CPUs with int8 dot products, rewards deviate from fp32
+   * (see docs/benchmarks.md).
+   */
+  precision?: Precision;
 }
 
 export interface TextScores {
@@ -61,6 +69,7 @@ export class OrtBackend {
   /** image_embeds per image: [embedTokens, embedWidth]. */
   readonly embedTokens: number;
   readonly embedWidth: number;
+  readonly precision: Precision;
 
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -75,6 +84,7 @@ export class OrtBackend {
     this.textLength = init.textLength;
     this.embedTokens = init.embedTokens;
     this.embedWidth = init.embedWidth;
+    this.precision = init.precision;
     worker.on('message', (msg: OrtResponse) => {
       const p = this.pending.get(msg.id);
       if (!p) return;
@@ -86,19 +96,30 @@ export class OrtBackend {
   }
 
   /**
-   * Builds vision.onnx / text.onnx in `modelDir` when missing, then starts the
-   * worker, which creates both sessions and runs a B=1 warm-up forward.
+   * Brings the graphs of the chosen precision in `modelDir` up to date (idempotent:
+   * files are rewritten only when their bytes change; 'int8' also builds or
+   * rebuilds a missing or stale model.int8.bin), then starts the worker, which
+   * creates both sessions and runs a B=1 warm-up forward.
    */
   static async load(modelDir: string, opts: OrtBackendOptions = {}): Promise<OrtBackend> {
+    const precision = opts.precision ?? 'fp32';
+    if (precision !== 'fp32' && precision !== 'int8') throw new OrtBackendError(`unknown precision '${String(precision)}' (expected 'fp32' or 'int8')`);
     const dirConfig = await readModelDirConfig(modelDir);
-    let vision = join(modelDir, VISION_ONNX_FILE);
-    let text = join(modelDir, TEXT_ONNX_FILE);
-    if (!existsSync(vision) || !existsSync(text)) ({ vision, text } = await buildImageRewardGraphs(modelDir));
+    const names = graphFiles(precision);
+    let vision = join(modelDir, names.vision);
+    let text = join(modelDir, names.text);
+    try {
+      ({ vision, text } = await buildImageRewardGraphs(modelDir, { precision }));
+    } catch (err) {
+      // fp32 graphs that exist but cannot be refreshed (read-only directory) are still usable.
+      if (precision === 'int8' || !existsSync(vision) || !existsSync(text)) throw err;
+    }
     const v = dirConfig.config.vision;
     const init: OrtInit = {
       modelDir,
       vision,
       text,
+      precision,
       imageSize: v.image,
       embedTokens: (v.image / v.patch) ** 2 + 1,
       embedWidth: v.width,

@@ -5,6 +5,8 @@ export interface OrtInit {
   modelDir: string;
   vision: string;
   text: string;
+  /** Which graphs `vision` / `text` are (fp32, or the opt-in int8 ones). */
+  precision: 'fp32' | 'int8';
   /** Image side S of pixel_values [B,3,S,S]. */
   imageSize: number;
   /** Tokens per embedded image (patches + 1) and vision width: image_embeds is [B, tokens, width]. */
