@@ -28,6 +28,9 @@ Options:
                      ONNX Runtime on CPU), native, or ort (fp32, same numbers
                      on every machine)
   --threads <n>      onnxruntime intra-op threads (default: one per core)
+  --int8             ONNX Runtime with int8 weights (dynamic quantization):
+                     ~2.5-4x faster on CPU, rewards within ~0.05 of fp32, near-ties
+                     may swap; builds model.int8.bin once. Opt-in, never default
   --json             print {"model", "model_dir", "backend", "images", "rewards", "ranking"}
                      as JSON (model: the model id; ranking[i] is image i's
                      place, 1 = best)
@@ -59,7 +62,7 @@ export function scoreFailure(err: unknown): never {
 export async function scoreCommand(argv: string[], io: Io, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const parsed = parseCommand(
     argv,
-    { model: { type: 'string' }, prompt: { type: 'string' }, json: { type: 'boolean' }, threads: { type: 'string' }, backend: { type: 'string' } },
+    { model: { type: 'string' }, prompt: { type: 'string' }, json: { type: 'boolean' }, threads: { type: 'string' }, backend: { type: 'string' }, int8: { type: 'boolean' } },
     HELP,
     io,
   );
@@ -76,7 +79,8 @@ export async function scoreCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
 
   let scorer: Scorer | undefined;
   try {
-    scorer = await createScorer({ model, backend, ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}) });
+    const ort = { ...(threads !== undefined ? { intraOpNumThreads: threads } : {}), ...(values.int8 === true ? { precision: 'int8' as const } : {}) };
+    scorer = await createScorer({ model, backend: values.int8 === true && backend === 'auto' ? 'ort' : backend, ort });
     const { rewards, ranking } = await scorer.rank(values.prompt, images);
     if (values.json === true) {
       io.stdout(`${JSON.stringify({ model: scorer.modelId, model_dir: scorer.modelDir, backend: scorer.backend, images, rewards, ranking })}\n`);

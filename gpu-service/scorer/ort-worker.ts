@@ -80,6 +80,9 @@ async function handle(msg: OrtRequest): Promise<void> {
         port!.postMessage(reply, [transferable(reward)!, transferable(raw)!]);
         return;
       }
+      case 'exit':
+        process.exit(msg.code);
+      // falls through (never reached)
       case 'dispose': {
         const v = vision;
         const t = text;

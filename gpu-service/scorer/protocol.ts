@@ -22,7 +22,12 @@ export interface OrtInit {
 export type OrtRequest =
   | { id: number; op: 'encode'; pixels: Float32Array; batch: number }
   | { id: number; op: 'score'; ids: BigInt64Array; mask: BigInt64Array; embeds: Float32Array; batch: number }
-  | { id: number; op: 'dispose' };
+  | { id: number; op: 'dispose' }
+  // Tests: the worker exits at once, as a crash would. Terminating a worker while
+  // onnxruntime-node has a run in flight can abort the whole process (its completion
+  // throws into the torn-down environment), so tests simulate death this way, with
+  // the worker idle and later requests queued behind this message.
+  | { id: number; op: 'exit'; code: number };
 
 export type OrtResponse =
   | { id: number; ok: true; embeds: Float32Array }
