@@ -86,3 +86,26 @@ async function scorerCpu(): Promise<void> {
 await main();
 await resizeOnly();
 await scorerCpu();
+
+// ---------------------------------------------------------------------------
+// Scoring service: bounded load test (tiny model, autocannon on loopback) and
+// HTTP + batching overhead versus the in-process Scorer (full-size model).
+
+async function serviceBench(): Promise<void> {
+  console.log('\n## Scoring service under load (tiny random model, ORT 1 thread, autocannon: 16 connections, 10 s, JSON /v1/score with 2–4 base64 images)\n');
+  try {
+    const { benchServiceLoad, printServiceLoad } = await import('./service-load.js');
+    if (!printServiceLoad(await benchServiceLoad(10, 16))) process.exitCode = 1;
+  } catch (err) {
+    console.log(`skipped: ${(err as Error).message}`);
+  }
+  console.log(`\n## Scoring service overhead: HTTP + batching vs the in-process Scorer (full-size random model, CPU, ${cpus().length} threads, sequential requests)\n`);
+  try {
+    const { benchServiceOverhead, printServiceOverhead } = await import('./service-overhead.js');
+    printServiceOverhead(await benchServiceOverhead(cpus().length));
+  } catch (err) {
+    console.log(`skipped: ${(err as Error).message}`);
+  }
+}
+
+await serviceBench();
