@@ -129,11 +129,7 @@ export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
   const modelDir = await resolveModel(opts);
   const { model_id: modelId } = await readModelDirConfig(modelDir);
   const tokenizer = await loadTokenizer(join(modelDir, VOCAB_FILE));
-  const { backend, skipped } = await selectBackend(modelDir, {
-    ...(opts.backend !== undefined ? { backend: opts.backend } : {}),
-    ...(opts.ort !== undefined ? { ort: opts.ort } : {}),
-    ...(opts.native !== undefined ? { native: opts.native } : {}),
-  });
+  const { backend, skipped } = await selectBackend(modelDir, { backend: opts.backend, ort: opts.ort, native: opts.native });
   const S = backend.imageSize;
   const L = backend.textLength;
 

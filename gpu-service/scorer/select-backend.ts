@@ -8,9 +8,9 @@ import { OrtBackend, type OrtBackendOptions } from './ort-backend.js';
 export type BackendChoice = BackendName | 'auto';
 
 export interface SelectBackendOptions {
-  backend?: BackendChoice;
-  ort?: OrtBackendOptions;
-  native?: NativeBackendOptions;
+  backend?: BackendChoice | undefined;
+  ort?: OrtBackendOptions | undefined;
+  native?: NativeBackendOptions | undefined;
 }
 
 export interface SelectedBackend {

@@ -325,11 +325,7 @@ export async function createScoreService(opts: ScoreServiceOptions): Promise<Sco
   const modelDir = await resolveModelDir(opts.model, opts.config);
   const { model_id: modelId } = await readModelDirConfig(modelDir);
   const tokenizer = await loadTokenizer(join(modelDir, VOCAB_FILE));
-  const { backend, skipped } = await selectBackend(modelDir, {
-    ...(opts.backend !== undefined ? { backend: opts.backend } : {}),
-    ...(opts.ort !== undefined ? { ort: opts.ort } : {}),
-    ...(opts.native !== undefined ? { native: opts.native } : {}),
-  });
+  const { backend, skipped } = await selectBackend(modelDir, { backend: opts.backend, ort: opts.ort, native: opts.native });
   let pool: PreprocessPool;
   try {
     if (backend.imageSize !== IMAGE_SIZE) {
