@@ -172,6 +172,9 @@ export class RequestLimitError extends Error {
 
 // ---------------------------------------------------------------------------
 
+/** Longest a ready image waits for its own request's images still in preprocessing. */
+const SIBLING_WAIT_MS = 50;
+
 interface Req {
   seq: number;
   tenant: string;
@@ -179,6 +182,8 @@ interface Req {
   mask: BigInt64Array;
   results: (ItemResult | undefined)[];
   remaining: number;
+  /** Images of this request still queued for or in preprocessing. */
+  unprepared: number;
   done: boolean;
   t0: number;
   prepStart: number;
@@ -268,10 +273,11 @@ class FairQueue {
     return gone;
   }
 
-  oldestReadyAt(): number {
-    let t = Infinity;
-    for (const q of this.byTenant.values()) for (const it of q) if (it.readyAt < t) t = it.readyAt;
-    return t;
+  /** The item that has been ready longest. */
+  oldest(): Item | undefined {
+    let best: Item | undefined;
+    for (const q of this.byTenant.values()) for (const it of q) if (!best || it.readyAt < best.readyAt) best = it;
+    return best;
   }
 }
 
@@ -482,6 +488,7 @@ class Engine implements ScoreService {
         mask,
         results: new Array<ItemResult | undefined>(n).fill(undefined),
         remaining: n,
+        unprepared: 0,
         done: false,
         t0,
         prepStart: Infinity,
@@ -530,6 +537,7 @@ class Engine implements ScoreService {
           this.readyQueue.push(item);
         } else {
           this.m.cacheMisses.inc();
+          item.req.unprepared++;
           this.prepQueue.push(item);
         }
       }
@@ -654,6 +662,7 @@ class Engine implements ScoreService {
     this.prepInFlight--;
     const now = performance.now();
     item.prepMs = now - t;
+    item.req.unprepared--;
     this.m.stage.observe(item.prepMs / 1000, { stage: 'preprocess' });
     const req = item.req;
     if (now > req.prepEnd) req.prepEnd = now;
@@ -682,11 +691,19 @@ class Engine implements ScoreService {
     if (this.batchRunning || this.readyQueue.size === 0) return;
     const now = performance.now();
     const full = this.readyQueue.size >= this.maxBatch;
-    const waited = now - this.readyQueue.oldestReadyAt() >= this.maxWaitMs;
+    const oldest = this.readyQueue.oldest()!;
+    // Keep one request's images in one forward when they fit: images of the oldest
+    // request still in preprocessing extend its wait (to SIBLING_WAIT_MS), so a request
+    // is not split just because its images finish decoding a few ms apart (on a GPU one
+    // batch of 4 costs about what one image does).
+    const r = oldest.req;
+    const siblings = !r.done && r.unprepared > 0 && this.readyQueue.size + r.unprepared <= this.maxBatch;
+    const limit = siblings ? Math.max(this.maxWaitMs, SIBLING_WAIT_MS) : this.maxWaitMs;
+    const waited = now - oldest.readyAt >= limit;
     const nothingComing = this.prepQueue.size === 0 && this.prepInFlight === 0;
     if (!(full || waited || nothingComing || this.closing)) {
       if (!this.batchTimer) {
-        const wait = Math.max(0, this.readyQueue.oldestReadyAt() + this.maxWaitMs - now);
+        const wait = Math.max(0, oldest.readyAt + limit - now);
         this.batchTimer = setTimeout(() => {
           this.batchTimer = undefined;
           this.pumpBatch();

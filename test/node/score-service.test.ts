@@ -181,6 +181,24 @@ describe('createScoreService (tiny224, ORT)', () => {
     expect(m).toMatch(/^imagereward_embed_cache_bytes [1-9]\d*$/m);
   });
 
+  it("keeps one request's images in one forward even when they finish preprocessing far apart", async () => {
+    // One preprocessing worker and a 1 ms batch wait: without holding for siblings the
+    // first image would go alone (and on a GPU a split request costs a whole extra pass).
+    const s = await service({ maxBatch: 8, maxWaitMs: 1, cacheBytes: 0, preprocessWorkers: 1 });
+    const batches = s.metrics.get('imagereward_batches_total') as Counter;
+    for (const c of fixture.cases) {
+      const before = batches.get();
+      const out = await s.score({ prompt: c.prompt, images });
+      expectReference(rewardsOf(out), c, c.prompt);
+      expect(batches.get() - before, c.prompt).toBe(1);
+    }
+    // More images than a batch holds: split by maxBatch only.
+    const small = await service({ maxBatch: 2, maxWaitMs: 1, cacheBytes: 0, preprocessWorkers: 1 });
+    const b2 = small.metrics.get('imagereward_batches_total') as Counter;
+    await small.score({ prompt: fixture.cases[0]!.prompt, images });
+    expect(b2.get()).toBe(Math.ceil(images.length / 2));
+  });
+
   it('serves many concurrent requests from several tenants in shared batches, each answer right', async () => {
     const s = await service({ maxBatch: 8, maxWaitMs: 30, cacheBytes: 0, preprocessWorkers: 2 });
     const jobs = Array.from({ length: 24 }, (_, k) => {
