@@ -26,6 +26,10 @@ Options:
                           $IMAGEREWARD_API_KEYS (comma-separated) is used when set
   --metrics-public        /metrics needs no key even when keys are set
   --max-batch <n>         most images per forward pass
+  --devices <i,j,…>       CUDA engine: one engine per listed GPU, batches run side by side
+                          (default: GPU 0)
+  --replicas <n>          ONNX Runtime: n sessions running batches side by side (each
+                          holds its own weights; default 1)
   --max-wait-ms <n>       how long a batch waits to fill up
   --max-queued-images <n> queue bound (beyond it: 503 queue_full + Retry-After)
   --cache-mb <n>          result cache size in MiB
@@ -64,6 +68,8 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
       'api-keys-file': s,
       'metrics-public': { type: 'boolean' },
       'max-batch': s,
+      devices: s,
+      replicas: s,
       'max-wait-ms': s,
       'max-queued-images': s,
       'cache-mb': s,
@@ -105,6 +111,12 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
 
   const num = (flag: string, text: string | undefined) => positiveInt(flag, text);
   const maxBatch = num('--max-batch', v['max-batch']);
+  const replicas = num('--replicas', v.replicas);
+  const devices = v.devices?.split(',').map((d) => {
+    const n = Number(d.trim());
+    if (!Number.isSafeInteger(n) || n < 0) throw new CliError(`--devices takes GPU indices like 0,1 (got "${v.devices ?? ''}")`, EXIT.usage);
+    return n;
+  });
   const maxWaitMs = positiveInt('--max-wait-ms', v['max-wait-ms'], true);
   const maxQueuedImages = num('--max-queued-images', v['max-queued-images']);
   const cacheMb = positiveInt('--cache-mb', v['cache-mb'], true);
@@ -130,6 +142,8 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
     ...(v['metrics-public'] === true ? { metricsPublic: true } : {}),
     ...(v['url-allow'] !== undefined ? { urlAllow: v['url-allow'].split(',').map((h) => h.trim()).filter(Boolean) } : {}),
     ...(maxBatch !== undefined ? { maxBatch } : {}),
+    ...(replicas !== undefined ? { replicas } : {}),
+    ...(devices !== undefined ? { devices } : {}),
     ...(maxWaitMs !== undefined ? { maxWaitMs } : {}),
     ...(maxQueuedImages !== undefined ? { maxQueuedImages } : {}),
     ...(cacheMb !== undefined ? { cacheBytes: cacheMb * 1024 * 1024 } : {}),

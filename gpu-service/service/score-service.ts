@@ -29,8 +29,8 @@ import { convertCheckpoint } from '../model/convert.js';
 import { CONFIG_FILE, VOCAB_FILE, readModelDirConfig } from '../model/model-dir.js';
 import { IMAGE_ERROR_STATUS, IMAGE_SIZE, ImageError } from '../preprocess/index.js';
 import type { ScoringBackend } from '../scorer/backend.js';
-import type { NativeBackendOptions } from '../scorer/native-backend.js';
-import type { OrtBackendOptions } from '../scorer/ort-backend.js';
+import { NativeBackend, type NativeBackendOptions } from '../scorer/native-backend.js';
+import { OrtBackend, type OrtBackendOptions } from '../scorer/ort-backend.js';
 import { rankRewards } from '../scorer/rank.js';
 import { modelDirFor } from '../scorer/scorer.js';
 import { selectBackend } from '../scorer/select-backend.js';
@@ -97,6 +97,13 @@ export interface ScoreServiceOptions {
   maxBatch?: number;
   /** How long a ready image may wait for others to fill its batch (default 5 ms). */
   maxWaitMs?: number;
+  /**
+   * Backends running batches side by side: with the CUDA engine, one per GPU (`devices`,
+   * default [the native options' device]); with ONNX Runtime, `replicas` independent
+   * sessions (each holds its own copy of the weights). Default: one.
+   */
+  devices?: number[];
+  replicas?: number;
   /** Most images admitted and not yet answered (default 256); beyond → QueueFullError. */
   maxQueuedImages?: number;
   /** Byte budget of the image-embedding cache (default 512 MiB; 0 disables it). */
@@ -331,20 +338,31 @@ export async function createScoreService(opts: ScoreServiceOptions): Promise<Sco
   const modelDir = await resolveModelDir(opts.model, opts.config);
   const { model_id: modelId } = await readModelDirConfig(modelDir);
   const tokenizer = await loadTokenizer(join(modelDir, VOCAB_FILE));
-  const { backend, skipped } = await selectBackend(modelDir, { backend: opts.backend, ort: opts.ort, native: opts.native });
+  const devices = opts.devices ?? [];
+  if (devices.some((d) => !Number.isSafeInteger(d) || d < 0) || new Set(devices).size !== devices.length) throw new RangeError(`devices must be distinct GPU indices (got ${JSON.stringify(devices)})`);
+  const replicas = positiveInt('replicas', opts.replicas, 1);
+  const firstNative = devices.length > 0 ? { ...opts.native, device: devices[0]! } : opts.native;
+  const { backend, skipped } = await selectBackend(modelDir, { backend: opts.backend, ort: opts.ort, native: firstNative });
+  const backends: ScoringBackend[] = [backend];
   let pool: PreprocessPool;
   try {
+    // One engine per further GPU, or further ORT sessions: same kind as the first.
+    if (backend.name === 'native') {
+      for (const device of devices.slice(1)) backends.push(await NativeBackend.load(modelDir, { ...opts.native, device }));
+    } else {
+      for (let i = 1; i < replicas; i++) backends.push(await OrtBackend.load(modelDir, opts.ort));
+    }
     if (backend.imageSize !== IMAGE_SIZE) {
       throw new Error(`${modelDir} takes ${backend.imageSize}x${backend.imageSize} images; the service preprocesses image files to ${IMAGE_SIZE}x${IMAGE_SIZE} only`);
     }
     pool = new PreprocessPool({ size: workers, preprocess: { maxBytes: limits.maxImageBytes, maxPixels: limits.maxImagePixels } });
     await pool.whenReady();
   } catch (err) {
-    await backend.dispose();
+    await Promise.all(backends.map((b) => b.dispose()));
     throw err;
   }
   const maxBatch = opts.maxBatch ?? (backend.name === 'native' ? 64 : 8);
-  return new Engine(modelDir, modelId, backend, skipped, limits, maxBatch, maxWaitMs, maxQueuedImages, new EmbedCache(cacheBytes), pool, opts.metrics ?? new MetricsRegistry(), (p) => {
+  return new Engine(modelDir, modelId, backends, skipped, limits, maxBatch, maxWaitMs, maxQueuedImages, new EmbedCache(cacheBytes), pool, opts.metrics ?? new MetricsRegistry(), (p) => {
     const enc = tokenizer.encode(p, backend.textLength);
     const L = backend.textLength;
     const ids = new BigInt64Array(L);
@@ -370,7 +388,12 @@ class Engine implements ScoreService {
   private prepInFlight = 0;
   /** Ready items holding a pixel tensor (bounded with prepInFlight). */
   private readyPixels = 0;
-  private batchRunning = false;
+  /** Batches in flight (at most one per backend). */
+  private running = 0;
+  private peakRunning = 0;
+  private readonly idle: ScoringBackend[];
+  private readonly dead = new Set<ScoringBackend>();
+  private readonly engine: ScoringBackend;
   private batchTimer: NodeJS.Timeout | undefined;
   private readonly openRequests = new Set<Req>();
   private idleWaiters: (() => void)[] = [];
@@ -392,7 +415,7 @@ class Engine implements ScoreService {
   constructor(
     readonly modelDir: string,
     readonly modelId: string,
-    private readonly engine: ScoringBackend,
+    private readonly engines: ScoringBackend[],
     readonly skippedBackends: readonly { name: string; reason: string }[],
     readonly limits: ServiceLimits,
     readonly maxBatch: number,
@@ -403,8 +426,13 @@ class Engine implements ScoreService {
     readonly metrics: MetricsRegistry,
     private readonly tokenize: (prompt: string) => { ids: BigInt64Array; mask: BigInt64Array },
   ) {
-    this.backend = engine.name;
+    this.engine = engines[0]!;
+    this.idle = [...engines];
+    this.backend = this.engine.name;
     const r = metrics;
+    r.gauge('imagereward_backends', 'Backends (GPUs, or ONNX Runtime replicas) in the rotation.').collect(() => this.engines.length - this.dead.size);
+    r.gauge('imagereward_batches_in_flight', 'Batches running now (at most one per backend).').collect(() => this.running);
+    r.gauge('imagereward_batches_in_flight_peak', 'Most batches that ran at once since start.').collect(() => this.peakRunning);
     r.gauge('imagereward_queue_depth_images', 'Images admitted and not yet answered (queued, preprocessing, ready or in a forward).').collect(() => this.live);
     r.gauge('imagereward_queue_capacity_images', 'maxQueuedImages: the bound on imagereward_queue_depth_images.').collect(() => this.maxQueuedImages);
     r.gauge('imagereward_preprocess_queue_images', 'Images waiting for or in preprocessing.').collect(() => this.prepQueue.size + this.prepInFlight);
@@ -622,7 +650,7 @@ class Engine implements ScoreService {
   }
 
   private checkIdle(): void {
-    if (this.live === 0 && !this.batchRunning && this.prepInFlight === 0) {
+    if (this.live === 0 && this.running === 0 && this.prepInFlight === 0) {
       const w = this.idleWaiters;
       this.idleWaiters = [];
       w.forEach((f) => f());
@@ -688,7 +716,7 @@ class Engine implements ScoreService {
   }
 
   private pumpBatch(): void {
-    if (this.batchRunning || this.readyQueue.size === 0) return;
+    if (this.idle.length === 0 || this.readyQueue.size === 0) return;
     const now = performance.now();
     const full = this.readyQueue.size >= this.maxBatch;
     const oldest = this.readyQueue.oldest()!;
@@ -722,15 +750,20 @@ class Engine implements ScoreService {
       items.push(it);
     }
     if (items.length === 0) return;
-    this.batchRunning = true;
-    void this.runBatch(items).finally(() => {
-      this.batchRunning = false;
+    const engine = this.idle.shift()!;
+    this.running++;
+    if (this.running > this.peakRunning) this.peakRunning = this.running;
+    void this.runBatch(items, engine).finally(() => {
+      this.running--;
+      if (!this.dead.has(engine)) this.idle.push(engine);
       this.checkIdle();
       this.pump();
     });
+    // Another backend may take the next batch now.
+    if (this.idle.length > 0 && this.readyQueue.size > 0) this.pumpBatch();
   }
 
-  private async runBatch(items: Item[]): Promise<void> {
+  private async runBatch(items: Item[], engine: ScoringBackend): Promise<void> {
     const id = this.batchSeq++;
     const t0 = performance.now();
     for (const it of items) {
@@ -753,7 +786,7 @@ class Engine implements ScoreService {
           pixels.set(it.pixels!, k * pixelsPer);
           it.pixels = undefined;
         });
-        const embeds = await this.engine.encodeImages(pixels, misses.length);
+        const embeds = await engine.encodeImages(pixels, misses.length);
         misses.forEach((it, k) => {
           it.embed = embeds.slice(k * per, (k + 1) * per);
           this.cache.set(it.hash, it.embed);
@@ -767,7 +800,7 @@ class Engine implements ScoreService {
         mask.set(it.req.mask, k * L);
         embeds.set(it.embed!, k * per);
       });
-      const { reward } = await this.engine.scoreText(ids, mask, embeds, B);
+      const { reward } = await engine.scoreText(ids, mask, embeds, B);
       const ms = performance.now() - t0;
       this.m.stage.observe(ms / 1000, { stage: 'inference' });
       for (const it of items) {
@@ -783,7 +816,13 @@ class Engine implements ScoreService {
       });
     } catch (err) {
       const e = err as Error;
-      if (e?.name === 'OrtBackendError' && /crashed|exited|disposed/.test(e.message)) this.healthy = false;
+      // A backend that died (worker crashed, sticky device error) leaves the rotation;
+      // the service is unhealthy only when none is left.
+      const code = (e as Error & { code?: string })?.code;
+      if ((e?.name === 'OrtBackendError' && /crashed|exited|disposed/.test(e.message)) || code === 'ENGINE_DEVICE_LOST') {
+        this.dead.add(engine);
+        if (this.dead.size === this.engines.length) this.healthy = false;
+      }
       for (const it of items) {
         it.pixels = undefined;
         it.embed = undefined;
@@ -797,7 +836,7 @@ class Engine implements ScoreService {
       this.closing = true;
       const drainMs = opts.drainMs ?? 30_000;
       this.pump();
-      if (this.live > 0 || this.batchRunning || this.prepInFlight > 0) {
+      if (this.live > 0 || this.running > 0 || this.prepInFlight > 0) {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
@@ -806,11 +845,11 @@ class Engine implements ScoreService {
         clearTimeout(timer);
       }
       for (const req of [...this.openRequests]) this.abandon(req, 'shutting_down', new ServiceClosedError('the scoring service shut down before this request finished'));
-      if (this.batchRunning || this.prepInFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      if (this.running > 0 || this.prepInFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       if (this.batchTimer) clearTimeout(this.batchTimer);
       this.cache.clear();
       await this.pool.close();
-      await this.engine.dispose();
+      await Promise.all(this.engines.map((e) => e.dispose()));
     })();
     return this.closed;
   }

@@ -199,6 +199,16 @@ describe('createScoreService (tiny224, ORT)', () => {
     expect(b2.get()).toBe(Math.ceil(images.length / 2));
   });
 
+  it('runs batches on several backends side by side (ORT replicas here; one engine per GPU with CUDA)', async () => {
+    const s = await service({ replicas: 2, maxBatch: 1, maxWaitMs: 0, cacheBytes: 0, preprocessWorkers: 2 });
+    expect(s.metrics.render()).toMatch(/^imagereward_backends 2$/m);
+    const c = fixture.cases[1]!;
+    const outs = await Promise.all(images.map((img) => s.score({ prompt: c.prompt, images: [img] })));
+    outs.forEach((o, i) => expect(Math.abs(rewardsOf(o)[0]! - c.rewards[i]!)).toBeLessThanOrEqual(TOLERANCE));
+    expect(s.metrics.render()).toMatch(/^imagereward_batches_in_flight_peak 2$/m);
+    await expect(service({ replicas: 0 })).rejects.toThrow(/replicas/);
+  });
+
   it('serves many concurrent requests from several tenants in shared batches, each answer right', async () => {
     const s = await service({ maxBatch: 8, maxWaitMs: 30, cacheBytes: 0, preprocessWorkers: 2 });
     const jobs = Array.from({ length: 24 }, (_, k) => {
