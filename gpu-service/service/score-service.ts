@@ -104,6 +104,11 @@ export interface ScoreServiceOptions {
    */
   devices?: number[];
   replicas?: number;
+  /**
+   * How long a ready image may wait for images of the same request that are still
+   * being decoded, so one request goes through in one forward (default 100 ms).
+   */
+  maxSiblingWaitMs?: number;
   /** Most images admitted and not yet answered (default 256); beyond → QueueFullError. */
   maxQueuedImages?: number;
   /** Byte budget of the image-embedding cache (default 512 MiB; 0 disables it). */
@@ -179,8 +184,8 @@ export class RequestLimitError extends Error {
 
 // ---------------------------------------------------------------------------
 
-/** Longest a ready image waits for its own request's images still in preprocessing. */
-const SIBLING_WAIT_MS = 50;
+/** Default longest wait of a ready image for its own request's images still in preprocessing. */
+const SIBLING_WAIT_MS = 100;
 
 interface Req {
   seq: number;
@@ -341,6 +346,7 @@ export async function createScoreService(opts: ScoreServiceOptions): Promise<Sco
   const devices = opts.devices ?? [];
   if (devices.some((d) => !Number.isSafeInteger(d) || d < 0) || new Set(devices).size !== devices.length) throw new RangeError(`devices must be distinct GPU indices (got ${JSON.stringify(devices)})`);
   const replicas = positiveInt('replicas', opts.replicas, 1);
+  const siblingWaitMs = positiveInt('maxSiblingWaitMs', opts.maxSiblingWaitMs, SIBLING_WAIT_MS, true);
   const firstNative = devices.length > 0 ? { ...opts.native, device: devices[0]! } : opts.native;
   const { backend, skipped } = await selectBackend(modelDir, { backend: opts.backend, ort: opts.ort, native: firstNative });
   const backends: ScoringBackend[] = [backend];
@@ -372,7 +378,7 @@ export async function createScoreService(opts: ScoreServiceOptions): Promise<Sco
       mask[j] = BigInt(enc.attention_mask[j] ?? 0);
     }
     return { ids, mask };
-  });
+  }, siblingWaitMs);
 }
 
 class Engine implements ScoreService {
@@ -391,6 +397,7 @@ class Engine implements ScoreService {
   /** Batches in flight (at most one per backend). */
   private running = 0;
   private peakRunning = 0;
+  private readonly maxSiblingWaitMs: number;
   private readonly idle: ScoringBackend[];
   private readonly dead = new Set<ScoringBackend>();
   private readonly engine: ScoringBackend;
@@ -425,7 +432,9 @@ class Engine implements ScoreService {
     private readonly pool: PreprocessPool,
     readonly metrics: MetricsRegistry,
     private readonly tokenize: (prompt: string) => { ids: BigInt64Array; mask: BigInt64Array },
+    siblingWaitMs: number,
   ) {
+    this.maxSiblingWaitMs = siblingWaitMs;
     this.engine = engines[0]!;
     this.idle = [...engines];
     this.backend = this.engine.name;
@@ -720,13 +729,13 @@ class Engine implements ScoreService {
     const now = performance.now();
     const full = this.readyQueue.size >= this.maxBatch;
     const oldest = this.readyQueue.oldest()!;
-    // Keep one request's images in one forward when they fit: images of the oldest
-    // request still in preprocessing extend its wait (to SIBLING_WAIT_MS), so a request
-    // is not split just because its images finish decoding a few ms apart (on a GPU one
-    // batch of 4 costs about what one image does).
+    // Keep one request's images together: while the batch is not full, images of the
+    // oldest request still in preprocessing extend its wait (up to maxSiblingWaitMs), so
+    // a request is not split just because its images finish decoding a few ms apart (on
+    // a GPU one batch of 4 costs about what one image does).
     const r = oldest.req;
-    const siblings = !r.done && r.unprepared > 0 && this.readyQueue.size + r.unprepared <= this.maxBatch;
-    const limit = siblings ? Math.max(this.maxWaitMs, SIBLING_WAIT_MS) : this.maxWaitMs;
+    const siblings = !r.done && r.unprepared > 0;
+    const limit = siblings ? Math.max(this.maxWaitMs, this.maxSiblingWaitMs) : this.maxWaitMs;
     const waited = now - oldest.readyAt >= limit;
     const nothingComing = this.prepQueue.size === 0 && this.prepInFlight === 0;
     if (!(full || waited || nothingComing || this.closing)) {

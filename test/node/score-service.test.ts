@@ -184,7 +184,8 @@ describe('createScoreService (tiny224, ORT)', () => {
   it("keeps one request's images in one forward even when they finish preprocessing far apart", async () => {
     // One preprocessing worker and a 1 ms batch wait: without holding for siblings the
     // first image would go alone (and on a GPU a split request costs a whole extra pass).
-    const s = await service({ maxBatch: 8, maxWaitMs: 1, cacheBytes: 0, preprocessWorkers: 1 });
+    // A long sibling wait makes the test independent of how fast this machine decodes.
+    const s = await service({ maxBatch: 8, maxWaitMs: 1, maxSiblingWaitMs: 60_000, cacheBytes: 0, preprocessWorkers: 1 });
     const batches = s.metrics.get('imagereward_batches_total') as Counter;
     for (const c of fixture.cases) {
       const before = batches.get();
@@ -193,7 +194,7 @@ describe('createScoreService (tiny224, ORT)', () => {
       expect(batches.get() - before, c.prompt).toBe(1);
     }
     // More images than a batch holds: split by maxBatch only.
-    const small = await service({ maxBatch: 2, maxWaitMs: 1, cacheBytes: 0, preprocessWorkers: 1 });
+    const small = await service({ maxBatch: 2, maxWaitMs: 1, maxSiblingWaitMs: 60_000, cacheBytes: 0, preprocessWorkers: 1 });
     const b2 = small.metrics.get('imagereward_batches_total') as Counter;
     await small.score({ prompt: fixture.cases[0]!.prompt, images });
     expect(b2.get()).toBe(Math.ceil(images.length / 2));
