@@ -323,3 +323,22 @@ describe('graceful shutdown (real service)', () => {
     await expect(fetch(`${s.url}/healthz`)).rejects.toThrow();
   });
 });
+
+describe('the server and the CLI give the same numbers', () => {
+  it('rewards through HTTP equal `imagereward score` (createScorer) bit for bit, batched or one image per request', async () => {
+    const { createScorer } = await import('../../gpu-service/scorer/scorer.js');
+    const scorer = await createScorer({ model: modelDir, backend: 'ort', ort: { intraOpNumThreads: 1 } });
+    try {
+      for (const c of fixture.cases) {
+        const direct = await scorer.score(c.prompt, imageBytes);
+        const { status, body } = await scoreJson(c.prompt, imageBytes);
+        expect(status).toBe(200);
+        expect(body.rewards).toEqual(direct);
+        const single = await Promise.all(imageBytes.map(async (b) => ((await scoreJson(c.prompt, [b])).body.rewards as number[])[0]));
+        expect(single).toEqual(direct);
+      }
+    } finally {
+      await scorer.dispose();
+    }
+  });
+});
