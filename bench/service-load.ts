@@ -14,7 +14,7 @@
 // Pass criteria: zero 5xx, and the server's RSS during the measured run at most
 // 1.5× its RSS after the warm-up run. Run alone it exits 1 on failure.
 //
-//   node --import tsx bench/service-load.ts [seconds] [connections]
+//   node --import tsx bench/service-load.ts [seconds] [connections] [tiny|full]
 //   node --import tsx bench/service-load.ts serve <modelDir> <cacheBytes>   (the server child)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -150,9 +150,10 @@ function startChild(modelDir: string, cacheBytes: number): Promise<{ child: Chil
   });
 }
 
-export async function benchServiceLoad(seconds = 10, connections = 16, outDir = join('bench', 'out')): Promise<LoadResult> {
-  const modelDir = resolve(outDir, 'random-tiny');
-  await writeRandomModel({ out: modelDir, config: TINY_RANDOM_CONFIG, seed: 0 });
+export async function benchServiceLoad(seconds = 10, connections = 16, outDir = join('bench', 'out'), size: 'tiny' | 'full' = 'tiny'): Promise<LoadResult> {
+  // 'full': the full-size random model (bench/out/random-full, seed 0, as bench/scorer-cpu.ts uses).
+  const modelDir = resolve(outDir, size === 'full' ? 'random-full' : 'random-tiny');
+  await writeRandomModel({ out: modelDir, ...(size === 'tiny' ? { config: TINY_RANDOM_CONFIG } : {}), seed: 0 });
   const fixed = FIXED.map((f) => readFileSync(join(IMAGES_DIR, f)).toString('base64'));
   const src = readFileSync(join(IMAGES_DIR, UNIQUE_SOURCE));
   if (src[0] !== 0xff || src[1] !== 0xd8) throw new Error(`${UNIQUE_SOURCE} is not a JPEG`);
@@ -180,7 +181,7 @@ export async function benchServiceLoad(seconds = 10, connections = 16, outDir = 
   ];
   try {
     // Warm-up: every fixed image seen, every batch shape met, the allocators at their working size.
-    const warm = await autocannon({ url, connections, duration: 2, requests, timeout: 30 });
+    const warm = await autocannon({ url, connections, duration: size === 'full' ? 12 : 2, requests, timeout: 120 });
     if (warm.requests.total === 0) throw new Error('the warm-up run completed no request');
     const rssAfterWarmupMB = rssMB(pid);
     const hits0 = await metricValue(url, 'imagereward_embed_cache_hits_total');
@@ -280,7 +281,7 @@ if (isMain) {
   const [mode, ...rest] = process.argv.slice(2);
   if (mode === 'serve') await serveChild(rest[0]!, Number(rest[1]));
   else {
-    const r = await benchServiceLoad(Number(mode ?? 10), Number(rest[0] ?? 16));
+    const r = await benchServiceLoad(Number(mode ?? 10), Number(rest[0] ?? 16), join('bench', 'out'), rest[1] === 'full' ? 'full' : 'tiny');
     if (!printServiceLoad(r)) process.exitCode = 1;
   }
 }

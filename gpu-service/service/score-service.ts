@@ -442,6 +442,15 @@ class Engine implements ScoreService {
     r.gauge('imagereward_backends', 'Backends (GPUs, or ONNX Runtime replicas) in the rotation.').collect(() => this.engines.length - this.dead.size);
     r.gauge('imagereward_batches_in_flight', 'Batches running now (at most one per backend).').collect(() => this.running);
     r.gauge('imagereward_batches_in_flight_peak', 'Most batches that ran at once since start.').collect(() => this.peakRunning);
+    r.gauge('imagereward_process_resident_memory_bytes', 'Resident memory of the service process (host side; ONNX Runtime weights live here).').collect(() => process.memoryUsage.rss());
+    // Device memory of the CUDA engine(s), summed over GPUs.
+    const natives = engines.filter((e): e is NativeBackend => e instanceof NativeBackend);
+    if (natives.length > 0) {
+      const sum = (f: (i: ReturnType<NativeBackend['deviceInfo']>) => number) => () => natives.reduce((a, e) => a + (this.dead.has(e) ? 0 : f(e.deviceInfo())), 0);
+      r.gauge('imagereward_device_memory_total_bytes', 'GPU memory, all devices in use.').collect(sum((i) => i.totalMemory));
+      r.gauge('imagereward_device_memory_free_bytes', 'Free GPU memory, all devices in use.').collect(sum((i) => i.freeMemory));
+      r.gauge('imagereward_device_weight_bytes', 'GPU memory held by the model weights, all devices.').collect(sum((i) => i.weightBytes));
+    }
     r.gauge('imagereward_queue_depth_images', 'Images admitted and not yet answered (queued, preprocessing, ready or in a forward).').collect(() => this.live);
     r.gauge('imagereward_queue_capacity_images', 'maxQueuedImages: the bound on imagereward_queue_depth_images.').collect(() => this.maxQueuedImages);
     r.gauge('imagereward_preprocess_queue_images', 'Images waiting for or in preprocessing.').collect(() => this.prepQueue.size + this.prepInFlight);

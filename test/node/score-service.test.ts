@@ -203,6 +203,7 @@ describe('createScoreService (tiny224, ORT)', () => {
   it('runs batches on several backends side by side (ORT replicas here; one engine per GPU with CUDA)', async () => {
     const s = await service({ replicas: 2, maxBatch: 1, maxWaitMs: 0, cacheBytes: 0, preprocessWorkers: 2 });
     expect(s.metrics.render()).toMatch(/^imagereward_backends 2$/m);
+    expect(s.metrics.render()).toMatch(/^imagereward_process_resident_memory_bytes [1-9]\d+$/m);
     const c = fixture.cases[1]!;
     const outs = await Promise.all(images.map((img) => s.score({ prompt: c.prompt, images: [img] })));
     outs.forEach((o, i) => expect(Math.abs(rewardsOf(o)[0]! - c.rewards[i]!)).toBeLessThanOrEqual(TOLERANCE));
