@@ -65,6 +65,8 @@ async function load(): Promise<void> {
   await score(ids, mask, embeds, 1);
 }
 
+const inFlight = new Set<Promise<void>>();
+
 async function handle(msg: OrtRequest): Promise<void> {
   try {
     switch (msg.op) {
@@ -102,7 +104,17 @@ async function handle(msg: OrtRequest): Promise<void> {
 
 load().then(
   () => {
-    port.on('message', (msg: OrtRequest) => void handle(msg));
+    port.on('message', (msg: OrtRequest) => {
+      // Runs may overlap (ORT has its own pool); dispose waits for every run in
+      // flight, so sessions are never released under a running inference.
+      if (msg.op === 'dispose') {
+        void Promise.allSettled([...inFlight]).then(() => handle(msg));
+        return;
+      }
+      const p = handle(msg);
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+    });
     const ready: OrtReady = { ready: true };
     port.postMessage(ready);
   },

@@ -257,3 +257,15 @@ describe('imagereward score (CLI)', () => {
     expect(r.stderr).toMatch(/takes 32x32 images/);
   });
 });
+
+describe('OrtBackend dispose with runs in flight', () => {
+  it('waits for the runs to finish (they resolve), then releases the sessions', async () => {
+    const b = await OrtBackend.load(modelDir, { intraOpNumThreads: 1 });
+    const runs = Array.from({ length: 4 }, () => b.encodeImages(pixels(), B));
+    const disposed = b.dispose();
+    const results = await Promise.allSettled(runs);
+    await disposed;
+    expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+    await expect(b.encodeImages(pixels(), B)).rejects.toThrow(/disposed/);
+  });
+});
