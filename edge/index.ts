@@ -6,7 +6,8 @@ import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import { bodyLimit } from 'hono/body-limit';
 import { BertTokenizer, MAX_LENGTH } from '../contracts/tokenizer/index.js';
-import { problem, problemResponse } from '../contracts/problem.js';
+import { problemResponse } from '../contracts/problem.js';
+import { apiProblem } from '../contracts/api/errors.js';
 import vocabText from '../contracts/tokenizer/vocab.txt';
 
 export interface Env {
@@ -28,7 +29,7 @@ app.use(
   '/v1/*',
   bodyLimit({
     maxSize: 64 * 1024,
-    onError: (c) => problemResponse(c, problem('body_too_large', 413, 'Request body exceeds 64 KiB')),
+    onError: (c) => problemResponse(c, apiProblem('payload_too_large', 'Request body exceeds 64 KiB')),
   }),
 );
 
@@ -39,19 +40,19 @@ app.post('/v1/tokenize', async (c) => {
   try {
     body = await c.req.json();
   } catch {
-    return problemResponse(c, problem('invalid_json', 400, 'Body is not valid JSON'));
+    return problemResponse(c, apiProblem('invalid_json', 'Body is not valid JSON'));
   }
   const prompt = (body as { prompt?: unknown } | null)?.prompt;
   if (typeof prompt !== 'string') {
-    return problemResponse(c, problem('invalid_request', 422, '"prompt" must be a string'));
+    return problemResponse(c, apiProblem('invalid_request', '"prompt" must be a string'));
   }
   return c.json(sharedTokenizer().encode(prompt, MAX_LENGTH));
 });
 
-app.notFound((c) => problemResponse(c, problem('not_found', 404, `No route for ${c.req.method} ${c.req.path}`)));
+app.notFound((c) => problemResponse(c, apiProblem('not_found', `No route for ${c.req.method} ${c.req.path}`)));
 app.onError((err, c) => {
   console.error(JSON.stringify({ level: 'error', requestId: c.get('requestId'), message: String(err) }));
-  return problemResponse(c, problem('internal_error', 500, 'Internal error'));
+  return problemResponse(c, apiProblem('internal', 'Internal error'));
 });
 
 export default app;

@@ -25,8 +25,8 @@ describe('edge worker', () => {
 
   it.each([
     ['invalid JSON', '{"prompt":', 400, 'invalid_json'],
-    ['a non-string prompt', JSON.stringify({ prompt: 42 }), 422, 'invalid_request'],
-    ['a body over 64 KiB', JSON.stringify({ prompt: 'x'.repeat(70_000) }), 413, 'body_too_large'],
+    ['a non-string prompt', JSON.stringify({ prompt: 42 }), 400, 'invalid_request'],
+    ['a body over 64 KiB', JSON.stringify({ prompt: 'x'.repeat(70_000) }), 413, 'payload_too_large'],
   ])('answers %s with problem+json', async (_name, body, status, code) => {
     const res = await post(body);
     expect(res.status).toBe(status);
