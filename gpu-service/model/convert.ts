@@ -4,7 +4,7 @@
 // streamed one at a time; the directory appears atomically (temp dir beside
 // the target, fsync, rename) or not at all.
 import { installDir, tempSibling } from './atomic-dir.js';
-import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { IMAGEREWARD_CONFIG, UNUSED_TENSOR_PREFIXES, checkConfig, requiredTensors, validateCheckpoint, type ImageRewardConfig } from './architecture.js';
 import { openCheckpoint } from './checkpoint.js';
@@ -14,13 +14,10 @@ import {
   CONFIG_FILE,
   IMAGEREWARD_V1_SHA256,
   MODEL_DIR_FILES,
-  MODEL_DIR_FORMAT,
-  MODEL_DIR_FORMAT_VERSION,
   MODEL_ID,
-  REWARD_NORMALIZATION,
-  VOCAB_FILE,
   WEIGHTS_FILE,
   readModelDirConfig,
+  writeModelDirMeta,
   type ModelDirConfig,
 } from './model-dir.js';
 import { defaultVocabPath } from '../tokenizer.js';
@@ -196,19 +193,12 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
       },
       { format: 'pt', source_sha256: sha256, model_id: modelId },
     );
-    await copyFile(vocabPath, join(tmp, VOCAB_FILE));
-    const dirConfig: ModelDirConfig = {
-      format: MODEL_DIR_FORMAT,
-      format_version: MODEL_DIR_FORMAT_VERSION,
+    await writeModelDirMeta(tmp, vocabPath, {
       model_id: modelId,
       config,
-      normalization: { ...REWARD_NORMALIZATION },
-      dtype: 'F32',
       tensors: kept.length,
       source: { file: basename(checkpointPath), bytes: ckStat.size, sha256, path: checkpointPath, mtime_ms: ckStat.mtimeMs },
-      vocab: { file: VOCAB_FILE, sha256: await hashFile(vocabPath) },
-    };
-    await writeFile(join(tmp, CONFIG_FILE), `${JSON.stringify(dirConfig, null, 2)}\n`);
+    });
     await ckpt.close();
     await installDir(tmp, out, MODEL_DIR_FILES, outStat !== undefined);
     tmp = undefined;

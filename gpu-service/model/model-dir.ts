@@ -3,7 +3,8 @@
 //   model.safetensors  fp32 tensors under their upstream state_dict names
 //   config.json        architecture, normalization, provenance (ModelDirConfig)
 //   vocab.txt          the BERT vocab the tokenizer uses
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ImageRewardConfig } from './architecture.js';
 
@@ -74,4 +75,31 @@ export async function readModelDirConfig(dir: string): Promise<ModelDirConfig> {
     throw new ModelDirError(`${path} lacks source.sha256 or config`);
   }
   return c as ModelDirConfig;
+}
+
+/**
+ * Writes vocab.txt (copied from `vocabPath`) and config.json into `dir` (the temp
+ * directory a conversion or a random model is assembled in), filling in the fields
+ * every model directory has the same way. Returns the config written.
+ */
+export async function writeModelDirMeta<T extends ModelDirConfig>(
+  dir: string,
+  vocabPath: string,
+  fields: Pick<T, 'model_id' | 'config' | 'tensors' | 'source'>,
+): Promise<ModelDirConfig> {
+  const vocab = await readFile(vocabPath);
+  await copyFile(vocabPath, join(dir, VOCAB_FILE));
+  const dirConfig: ModelDirConfig = {
+    format: MODEL_DIR_FORMAT,
+    format_version: MODEL_DIR_FORMAT_VERSION,
+    model_id: fields.model_id,
+    config: fields.config,
+    normalization: { ...REWARD_NORMALIZATION },
+    dtype: 'F32',
+    tensors: fields.tensors,
+    source: fields.source,
+    vocab: { file: VOCAB_FILE, sha256: createHash('sha256').update(vocab).digest('hex') },
+  };
+  await writeFile(join(dir, CONFIG_FILE), `${JSON.stringify(dirConfig, null, 2)}\n`);
+  return dirConfig;
 }
