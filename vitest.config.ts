@@ -18,9 +18,23 @@ export default defineConfig({
         },
       },
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.toml' } })],
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: {
+              // Secrets and test wiring (wrangler.toml holds no secrets): the
+              // scripted origins started by the global setup, on loopback.
+              bindings: {
+                ORIGINS: (inject as (key: string) => string[])('scriptedOrigins').join(','),
+                ORIGIN_SECRET: 'test-origin-secret',
+                ADMIN_SECRET: 'test-admin-secret',
+              },
+            },
+          })),
+        ],
         test: {
           name: 'workers',
+          globalSetup: ['test/workers/support/global-setup.ts'],
           include: ['test/workers/**/*.test.ts'],
           testTimeout: 60_000,
         },

@@ -19,7 +19,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import { sniff } from '../preprocess/sniff.js';
+import { sniff } from '../../contracts/image/sniff.js';
 
 export type UrlFetchErrorCode = 'url_forbidden' | 'url_fetch_failed' | 'url_timeout' | 'url_too_large' | 'url_not_image' | 'url_scheme';
 

@@ -21,7 +21,7 @@ import { padShortPalette, readPngHeader } from './formats/png.js';
 import { readTiffHeader } from './formats/tiff.js';
 import { readWebpHeader } from './formats/webp.js';
 import { bands, type PillowImage, type PillowMode } from './modes.js';
-import { sniff, type SupportedFormat } from './sniff.js';
+import { sniff, type SupportedFormat } from '../../contracts/image/sniff.js';
 
 export interface DecodedImage extends PillowImage {
   format: SupportedFormat;

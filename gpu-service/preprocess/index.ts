@@ -21,11 +21,11 @@ import { centerCropOffsets, resizedSize } from './geometry.js';
 import { bands, filterFor, premultiply, resizesPremultiplied, toRgb, unpremultiply, type PillowMode } from './modes.js';
 import { cropNormalize } from './reference/normalize.js';
 import { cropRegion, resizeRegion, resizeRegionInt32, type ResampleFilter } from './reference/resample.js';
-import type { SupportedFormat } from './sniff.js';
+import type { SupportedFormat } from '../../contracts/image/sniff.js';
 
 export { ImageError, IMAGE_ERROR_CODES, IMAGE_ERROR_STATUS, isImageError, type ImageErrorCode } from './errors.js';
 export type { PillowMode } from './modes.js';
-export type { SupportedFormat } from './sniff.js';
+export type { SupportedFormat } from '../../contracts/image/sniff.js';
 export type { DecoderChoice } from './decode.js';
 
 export const IMAGE_SIZE = 224;

@@ -18,9 +18,9 @@ import type { BackendName } from './backend.js';
 import type { NativeBackendOptions } from './native-backend.js';
 import type { OrtBackendOptions, TextScores } from './ort-backend.js';
 import { selectBackend, type BackendChoice } from './select-backend.js';
-import { rankRewards } from './rank.js';
+import { rankRewards } from '../../contracts/api/ranking.js';
 
-export { rankRewards } from './rank.js';
+export { rankRewards } from '../../contracts/api/ranking.js';
 
 export type ScorerErrorCode = 'model_not_found' | 'image_size_unsupported' | 'image_unreadable' | 'no_images';
 

@@ -31,7 +31,7 @@ import { IMAGE_ERROR_STATUS, IMAGE_SIZE, ImageError } from '../preprocess/index.
 import type { ScoringBackend } from '../scorer/backend.js';
 import { NativeBackend, type NativeBackendOptions } from '../scorer/native-backend.js';
 import { OrtBackend, type OrtBackendOptions } from '../scorer/ort-backend.js';
-import { rankRewards } from '../scorer/rank.js';
+import { rankRewards } from '../../contracts/api/ranking.js';
 import { modelDirFor } from '../scorer/scorer.js';
 import { selectBackend } from '../scorer/select-backend.js';
 import { loadTokenizer } from '../tokenizer.js';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../gpu-service/model/convert.js';
 import { TEXT_ONNX_FILE, VISION_ONNX_FILE } from '../../gpu-service/onnx/imagereward-graph.js';
 import { OrtBackend } from '../../gpu-service/scorer/ort-backend.js';
-import { rankRewards } from '../../gpu-service/scorer/rank.js';
+import { rankRewards } from '../../contracts/api/ranking.js';
 import { ScorerError, createScorer, modelDirFor } from '../../gpu-service/scorer/scorer.js';
 import { scoreCommand } from '../../gpu-service/cli/score.js';
 import { CliError, type Io } from '../../gpu-service/cli/io.js';

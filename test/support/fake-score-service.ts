@@ -4,7 +4,7 @@
 // Reward of an image = its byte length / 1000. Bytes starting with "BAD" fail
 // with image_decode_failed (422). Prompt "QUEUE_FULL" throws a queue_full error;
 // prompt "SLOW" waits until aborted (or `slowMs`).
-import { rankRewards } from '../../gpu-service/scorer/rank.js';
+import { rankRewards } from '../../contracts/api/ranking.js';
 import type { ScoringService, ServiceItemResult, ServiceScoreOutcome, ServiceScoreRequest } from '../../gpu-service/server/app.js';
 
 export class FakeQueueFullError extends Error {

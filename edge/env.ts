@@ -1,0 +1,41 @@
+// The edge worker's bindings (wrangler.toml) and per-request context variables:
+// the one place their names and meanings are written down for TypeScript.
+import type { TenantInfo } from './auth/tenant.js';
+
+export interface Env {
+  /** The model version results are cached under (part of every cache key). */
+  MODEL_ID: string;
+  /** Comma-separated GPU service base URLs (http(s)://host:port, no path). Empty: every score call answers 503. */
+  ORIGINS: string;
+  /** Shared secret sent to origins as `Authorization: Bearer …` (the GPU service's API key). Secret. */
+  ORIGIN_SECRET?: string;
+  /** Budget of one origin attempt, in ms (default 30000). */
+  ORIGIN_TIMEOUT_MS?: string;
+  /** "required" (default): Bearer API keys from API_KEYS; "off": no auth (local demo), rate limited per client IP. */
+  AUTH?: string;
+  /** Protects /admin/* (key management). Secret. Absent: the admin routes answer 404. */
+  ADMIN_SECRET?: string;
+  /** Comma-separated allowed CORS origins, or "*". Empty: no CORS headers. */
+  CORS_ORIGINS?: string;
+  /** Lifetime of a cached result in KV, in seconds (default 30 days; KV's minimum is 60). */
+  CACHE_TTL_SECONDS?: string;
+  /** "on" (default) or "off": whether {url} images are fetched by the worker. */
+  URL_IMAGES?: string;
+  /** Optional JSON object of ApiLimits overrides (contracts/api/limits.ts). */
+  LIMITS?: string;
+
+  API_KEYS: KVNamespace;
+  RESULTS: KVNamespace;
+  ORIGIN_STATE: KVNamespace;
+  RATE_LIMIT_TRIAL: RateLimit;
+  RATE_LIMIT_STANDARD: RateLimit;
+  RATE_LIMIT_HIGH: RateLimit;
+}
+
+export type EdgeVariables = {
+  requestId: string;
+  /** Set by the auth middleware on /v1/* routes. */
+  tenant: TenantInfo;
+};
+
+export type EdgeEnv = { Bindings: Env; Variables: EdgeVariables };
