@@ -4,3 +4,5 @@ export * from './errors.js';
 export * from './schemas.js';
 export * from './routes.js';
 export * from './ranking.js';
+export * from './inputs.js';
+export * from './docs-page.js';
