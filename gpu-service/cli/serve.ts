@@ -25,6 +25,8 @@ Options:
                           file (one per line; "sha256:<hex>" for a hashed key). Without it,
                           $IMAGEREWARD_API_KEYS (comma-separated) is used when set
   --metrics-public        /metrics needs no key even when keys are set
+  --trust-tenant-header   behind the edge: X-Imagereward-Tenant on an authenticated request
+                          names its tenant for fair batching (only when every key is an edge's)
   --max-batch <n>         most images per forward pass
   --devices <i,j,…>       CUDA engine: one engine per listed GPU, batches run side by side
                           (default: GPU 0)
@@ -67,6 +69,7 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
       backend: s,
       'api-keys-file': s,
       'metrics-public': { type: 'boolean' },
+      'trust-tenant-header': { type: 'boolean' },
       'max-batch': s,
       devices: s,
       replicas: s,
@@ -140,6 +143,7 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
     print: (line) => io.stdout(`${line}\n`),
     ...(v['api-keys-file'] !== undefined ? { apiKeysFile: v['api-keys-file'] } : {}),
     ...(v['metrics-public'] === true ? { metricsPublic: true } : {}),
+    ...(v['trust-tenant-header'] === true ? { trustTenantHeader: true } : {}),
     ...(v['url-allow'] !== undefined ? { urlAllow: v['url-allow'].split(',').map((h) => h.trim()).filter(Boolean) } : {}),
     ...(maxBatch !== undefined ? { maxBatch } : {}),
     ...(replicas !== undefined ? { replicas } : {}),

@@ -102,6 +102,13 @@ export interface AppOptions {
   apiKeys?: readonly string[];
   /** Whether /metrics stays open when API keys are set (default false: it needs a key too). */
   metricsPublic?: boolean;
+  /**
+   * Behind the edge every request carries the edge's one origin secret, so the batcher
+   * would see one tenant. With this set (and API keys configured), an authenticated
+   * request's `X-Imagereward-Tenant` header names its tenant for fair batching. Only for
+   * servers whose keys are all held by trusted edges: a key holder can name any tenant.
+   */
+  trustTenantHeader?: boolean;
   limits?: Partial<ApiLimits>;
   /** Enables `{url}` images. Absent or false: such images fail with url_forbidden. */
   fetchImage?: FetchImage | false;
@@ -219,14 +226,19 @@ function matchKey(digests: readonly Buffer[], token: string): number {
   return found;
 }
 
-function apiKeyAuth(digests: readonly Buffer[]): MiddlewareHandler<Env> {
+const TENANT_HEADER = /^[A-Za-z0-9._:@-]{1,64}$/;
+
+function apiKeyAuth(digests: readonly Buffer[], trustTenantHeader: boolean): MiddlewareHandler<Env> {
   const challenge = (error?: string) => `Bearer realm="imagereward"${error ? `, error="${error}"` : ''}`;
   const unauthorized = (detail: string, error?: string) => (c: Ctx) => problemReply(c, 'unauthorized', detail, { headers: { 'www-authenticate': challenge(error) } });
   const inner: MiddlewareHandler = bearerAuth({
     realm: 'imagereward',
     verifyToken: (token, c) => {
       const i = matchKey(digests, token);
-      if (i >= 0) (c as Ctx).set('tenant', `key${i}`);
+      if (i >= 0) {
+        const named = trustTenantHeader ? c.req.header('x-imagereward-tenant') : undefined;
+        (c as Ctx).set('tenant', named !== undefined && TENANT_HEADER.test(named) ? `edge:${named}` : `key${i}`);
+      }
       return i >= 0;
     },
     noAuthenticationHeader: { message: unauthorized('an API key is required: send "Authorization: Bearer <key>"') },
@@ -456,8 +468,8 @@ export function createApp(opts: AppOptions): Hono<Env> {
   app.use('*', secureHeaders());
   app.use('/v1/*', callDeadline(limits.requestTimeoutMs));
   if (digests) {
-    app.use('/v1/*', apiKeyAuth(digests));
-    if (!opts.metricsPublic) app.use('/metrics', apiKeyAuth(digests));
+    app.use('/v1/*', apiKeyAuth(digests, opts.trustTenantHeader === true));
+    if (!opts.metricsPublic) app.use('/metrics', apiKeyAuth(digests, false));
   }
   if (opts.isDraining) {
     const isDraining = opts.isDraining;

@@ -23,6 +23,8 @@ export interface ListenOptions {
   apiKeys?: string[];
   /** /metrics needs no key even when keys are set. */
   metricsPublic?: boolean;
+  /** See AppOptions.trustTenantHeader. */
+  trustTenantHeader?: boolean;
   /** HTTP request limits (contracts/api/limits.ts). */
   httpLimits?: Partial<ApiLimits>;
   /** Enables {url} images. */
@@ -86,6 +88,7 @@ export async function listen<S extends ClosableService>(service: S, opts: Listen
     service,
     apiKeys,
     ...(opts.metricsPublic !== undefined ? { metricsPublic: opts.metricsPublic } : {}),
+    ...(opts.trustTenantHeader !== undefined ? { trustTenantHeader: opts.trustTenantHeader } : {}),
     ...(opts.httpLimits !== undefined ? { limits: opts.httpLimits } : {}),
     ...(opts.fetchImage !== undefined ? { fetchImage: opts.fetchImage } : {}),
     ...(opts.logger !== undefined ? { logger: opts.logger } : {}),

@@ -19,7 +19,7 @@ export interface StartServerOptions extends ScoreServiceOptions, Omit<ListenOpti
   urlAllow?: string[];
 }
 
-const LISTEN_KEYS = ['host', 'port', 'apiKeysFile', 'apiKeys', 'metricsPublic', 'httpLimits', 'drainMs', 'handleSignals', 'print', 'logger', 'env', 'urlFetch', 'urlAllow'] as const;
+const LISTEN_KEYS = ['host', 'port', 'apiKeysFile', 'apiKeys', 'metricsPublic', 'trustTenantHeader', 'httpLimits', 'drainMs', 'handleSignals', 'print', 'logger', 'env', 'urlFetch', 'urlAllow'] as const;
 
 export async function startServer(opts: StartServerOptions): Promise<ServerHandle<ScoreService>> {
   const http = resolveLimits(opts.httpLimits);

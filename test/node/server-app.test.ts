@@ -347,4 +347,17 @@ describe('HTTP layer (fake service)', () => {
     expect((await open.app.request('/metrics')).status).toBe(200);
     expect(() => setup({ apiKeys: ['sha256:zz'] })).toThrow(RangeError);
   });
+
+  it('tenants: one per key; X-Imagereward-Tenant only when trusted (behind the edge)', async () => {
+    const body = { prompt: 'p', images: [{ data: b64(IMG_A) }] };
+    const hdr = { authorization: 'Bearer edge-secret', 'x-imagereward-tenant': 'acme' };
+    const plain = setup({ apiKeys: ['other', 'edge-secret'] });
+    await plain.app.request('/v1/score', json(body, hdr));
+    expect(plain.svc.calls[0]!.tenant).toBe('key1');
+    const trusted = setup({ apiKeys: ['other', 'edge-secret'], trustTenantHeader: true });
+    await trusted.app.request('/v1/score', json(body, hdr));
+    await trusted.app.request('/v1/score', json(body, { ...hdr, 'x-imagereward-tenant': 'bad tenant name!' }));
+    await trusted.app.request('/v1/score', json(body, { authorization: 'Bearer edge-secret' }));
+    expect(trusted.svc.calls.map((c) => c.tenant)).toEqual(['edge:acme', 'key1', 'key1']);
+  });
 });
