@@ -35,6 +35,8 @@ export default defineConfig({
         test: {
           name: 'workers',
           globalSetup: ['test/workers/support/global-setup.ts'],
+          // Every file drives the same scripted origins (and their control server): one file at a time.
+          fileParallelism: false,
           include: ['test/workers/**/*.test.ts'],
           testTimeout: 60_000,
         },

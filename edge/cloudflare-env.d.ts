@@ -4,5 +4,7 @@ declare namespace Cloudflare {
   interface GlobalProps {
     mainModule: typeof import('./index.js');
   }
-  interface Env extends import('./env.js').Env {}
+  // An import() type cannot follow `extends` directly (TS2499, hidden by skipLibCheck in .d.ts).
+  type EdgeBindings = import('./env.js').Env;
+  interface Env extends EdgeBindings {}
 }

@@ -1,5 +1,6 @@
 // The edge worker's bindings (wrangler.toml) and per-request context variables:
 // the one place their names and meanings are written down for TypeScript.
+import type { TimingVariables } from 'hono/timing';
 import type { TenantInfo } from './auth/tenant.js';
 
 export interface Env {
@@ -23,6 +24,12 @@ export interface Env {
   URL_IMAGES?: string;
   /** Optional JSON object of ApiLimits overrides (contracts/api/limits.ts). */
   LIMITS?: string;
+  /** Comma-separated hosts (or host:port) {url} images may be fetched from even though they are private/loopback (development, on-prem stores). */
+  URL_FETCH_ALLOW?: string;
+  /** Consecutive failures that open an origin's circuit (default 3). */
+  ORIGIN_FAILURE_THRESHOLD?: string;
+  /** How long an open circuit stays open before one probe, in ms (default 5000, doubling to 60000). */
+  ORIGIN_OPEN_MS?: string;
 
   API_KEYS: KVNamespace;
   RESULTS: KVNamespace;
@@ -32,7 +39,7 @@ export interface Env {
   RATE_LIMIT_HIGH: RateLimit;
 }
 
-export type EdgeVariables = {
+export type EdgeVariables = TimingVariables & {
   requestId: string;
   /** Set by the auth middleware on /v1/* routes. */
   tenant: TenantInfo;

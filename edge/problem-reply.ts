@@ -26,6 +26,9 @@ export function edgeProblemBody(c: Context, code: string, detail: string, opts: 
 export function edgeProblem(c: Context, code: string, detail: string, opts: EdgeProblemOptions = {}): Response {
   const body = edgeProblemBody(c, code, detail, opts);
   const headers: Record<string, string> = { 'content-type': PROBLEM_CONTENT_TYPE, ...opts.headers };
+  // A Response returned from a middleware does not carry headers set earlier with c.header().
+  const id = c.get('requestId') as string | undefined;
+  if (id !== undefined) headers['x-request-id'] = id;
   const info = (ERROR_CODES as Record<string, { retryAfter?: true }>)[code];
   if (opts.retryAfter !== undefined || info?.retryAfter === true) {
     headers['retry-after'] = String(Math.max(1, Math.ceil(opts.retryAfter ?? DEFAULT_RETRY_AFTER_SECONDS)));

@@ -10,6 +10,7 @@ import { scoreCommand } from './score.js';
 import { demoModelCommand } from './demo-model.js';
 import { verifyPublishedCommand } from './verify-published.js';
 import { serveCommand } from './serve.js';
+import { keysCommand } from './keys.js';
 import { packageVersion } from '../package-root.js';
 
 type Command = (argv: string[], io: Io) => Promise<number>;
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   'verify-published': { run: verifyPublishedCommand, summary: "Check the released weights reproduce upstream's published example rewards" },
   'demo-model': { run: demoModelCommand, summary: 'Write a model directory of random weights (demos, benchmarks; scores mean nothing)' },
   serve: { run: serveCommand, summary: 'Serve the scoring HTTP API (POST /v1/score, /healthz, /metrics, /openapi.json …)' },
+  keys: { run: keysCommand, summary: 'Create, list and revoke the edge\'s API keys (through its admin API)' },
   info: { run: infoCommand, summary: 'Versions, native addon status and backends' },
 };
 

@@ -1,15 +1,19 @@
 // The edge worker inside workerd, through its default export's fetch.
-import { exports } from 'cloudflare:workers';
+import { env, exports } from 'cloudflare:workers';
+import { createKey } from '../../edge/auth/api-keys.js';
 import { describe, expect, it } from 'vitest';
 
-const post = (body: string, type = 'application/json') =>
-  exports.default.fetch('http://edge.test/v1/tokenize', { method: 'POST', headers: { 'content-type': type }, body });
+let key: string | undefined;
+async function post(body: string, type = 'application/json'): Promise<Response> {
+  key ??= (await createKey(env.API_KEYS, { tenant: 'edge-test', name: 'edge test', tier: 'high' })).key;
+  return exports.default.fetch('http://edge.test/v1/tokenize', { method: 'POST', headers: { 'content-type': type, authorization: `Bearer ${key}` }, body });
+}
 
 describe('edge worker', () => {
   it('answers /healthz with the model id and a request id', async () => {
     const res = await exports.default.fetch('http://edge.test/healthz');
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ok', model: 'ImageReward-v1.0' });
+    expect(await res.json()).toMatchObject({ status: 'ok', model: 'ImageReward-v1.0', origins: [{ state: 'closed' }, { state: 'closed' }, { state: 'closed' }] });
     expect(res.headers.get('x-request-id')).toBeTruthy();
   });
 
@@ -26,7 +30,7 @@ describe('edge worker', () => {
   it.each([
     ['invalid JSON', '{"prompt":', 400, 'invalid_json'],
     ['a non-string prompt', JSON.stringify({ prompt: 42 }), 400, 'invalid_request'],
-    ['a body over 64 KiB', JSON.stringify({ prompt: 'x'.repeat(70_000) }), 413, 'payload_too_large'],
+    ['a prompt over maxPromptChars', JSON.stringify({ prompt: 'x'.repeat(2049) }), 422, 'prompt_too_long'],
   ])('answers %s with problem+json', async (_name, body, status, code) => {
     const res = await post(body);
     expect(res.status).toBe(status);
