@@ -109,3 +109,18 @@ async function serviceBench(): Promise<void> {
 }
 
 await serviceBench();
+
+// ---------------------------------------------------------------------------
+// Edge: cache hits through wrangler dev versus the GPU service directly.
+
+async function edgeBench(): Promise<void> {
+  console.log('\n## Edge on cache hits vs the GPU service (wrangler dev, API key + rate limit on, autocannon 8 connections, JSON /v1/score with 2 PNGs)\n');
+  try {
+    const { benchEdge, printEdgeBench } = await import('./edge.js');
+    if (!printEdgeBench(await benchEdge(2000, 8))) process.exitCode = 1;
+  } catch (err) {
+    console.log(`skipped: ${(err as Error).message}`);
+  }
+}
+
+await edgeBench();

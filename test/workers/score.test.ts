@@ -347,6 +347,23 @@ describe('edge: auth and rate limits on the real app', () => {
   });
 });
 
+describe('edge: CORS', () => {
+  it('answers preflights and exposes the edge headers only for configured origins', async () => {
+    const e = testEnv({ CORS_ORIGINS: 'https://app.example' });
+    const pre = await call(e, '/v1/score', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(pre.headers.get('access-control-allow-headers')).toMatch(/authorization/);
+    const res = await call(e, '/v1/score', { method: 'POST', headers: { origin: 'https://app.example', 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'cors', images: [data(png('cors'))] }) });
+    expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(res.headers.get('access-control-expose-headers')).toMatch(/x-cache/);
+    const other = await call(e, '/healthz', { headers: { origin: 'https://evil.example' } });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+    const none = await call(testEnv(), '/healthz', { headers: { origin: 'https://app.example' } });
+    expect(none.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
+
 describe('edge: documents and health', () => {
   it('serves the OpenAPI document, the docs page, /healthz and /readyz', async () => {
     const e = testEnv();
