@@ -9,6 +9,10 @@
 // Lookups read KV with cacheTtl 60: a revocation takes up to ~60 s to reach
 // every Cloudflare location (and KV itself is eventually consistent).
 import { TIERS, type Tier } from './tenant.js';
+import { sha256Hex } from '../../contracts/cache-key.js';
+
+/** The one SHA-256 helper (contracts/cache-key.ts), re-exported for the admin routes and tests. */
+export { sha256Hex };
 
 export interface StoredKey {
   /** First 16 hex digits of the key's sha256: names the key in listings, logs and revocations. */
@@ -48,13 +52,6 @@ export class InvalidKeyInput extends Error {
 }
 
 /** Lower-case hex SHA-256 of a string's UTF-8 bytes. */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
-  let hex = '';
-  for (const b of digest) hex += b.toString(16).padStart(2, '0');
-  return hex;
-}
-
 function base64url(bytes: Uint8Array): string {
   let bin = '';
   for (const b of bytes) bin += String.fromCharCode(b);
