@@ -28,6 +28,13 @@ export default defineConfig({
                 ORIGINS: (inject as (key: string) => string[])('scriptedOrigins').join(','),
                 ORIGIN_SECRET: 'test-origin-secret',
                 ADMIN_SECRET: 'test-admin-secret',
+                // Jobs (test/workers/jobs.test.ts): the job object and the queue consumer read
+                // these from the worker's env — short webhook retries, http webhooks to the
+                // loopback receiver, a quick stall watchdog.
+                WEBHOOK_ALLOW_INSECURE_LOOPBACK: 'on',
+                WEBHOOK_RETRY_SCHEDULE: '0.3,0.3,0.3,0.3,0.3,0.3',
+                WEBHOOK_TIMEOUT_MS: '2000',
+                JOB_STALL_SECONDS: '3',
               },
             },
           })),

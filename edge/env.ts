@@ -31,12 +31,31 @@ export interface Env {
   /** How long an open circuit stays open before one probe, in ms (default 5000, doubling to 60000). */
   ORIGIN_OPEN_MS?: string;
 
+  /** Items per queue message (default 4). */
+  JOB_CHUNK_ITEMS?: string;
+  /** How long a finished job stays readable, in seconds (default 7 days). */
+  JOB_RETENTION_SECONDS?: string;
+  /** A chunk without results this long after it was enqueued is enqueued again (default 120 s). */
+  JOB_STALL_SECONDS?: string;
+  /** Webhook retry delays in seconds, comma-separated (default 5,30,120,600,1800,7200,18000,36000). */
+  WEBHOOK_RETRY_SCHEDULE?: string;
+  /** One webhook attempt's budget in ms (default 10000). */
+  WEBHOOK_TIMEOUT_MS?: string;
+  /** "on": http:// webhooks to loopback hosts are allowed (development). Default "off". */
+  WEBHOOK_ALLOW_INSECURE_LOOPBACK?: string;
+
   API_KEYS: KVNamespace;
   RESULTS: KVNamespace;
   ORIGIN_STATE: KVNamespace;
   RATE_LIMIT_TRIAL: RateLimit;
   RATE_LIMIT_STANDARD: RateLimit;
   RATE_LIMIT_HIGH: RateLimit;
+  /** One Durable Object per job (edge/jobs/job-object.ts). */
+  JOBS: DurableObjectNamespace<import('./jobs/job-object.js').JobObject>;
+  /** Chunks of jobs to score (consumed by edge/jobs/queue-consumer.ts). */
+  JOB_QUEUE: Queue<import('./jobs/job-object.js').ChunkMessage>;
+  /** Inline images of jobs, under jobs/<job id>/<sha256>. */
+  JOB_BLOBS: R2Bucket;
 }
 
 export type EdgeVariables = TimingVariables & {

@@ -25,6 +25,8 @@ import { OriginUnavailableError, originSnapshot } from './origins/pool.js';
 import { EdgeFailure, edgeProblem } from './problem-reply.js';
 import { modelsRoutes } from './routes/models.js';
 import { scoreRoutes } from './routes/score.js';
+import { jobRoutes } from './jobs/routes.js';
+import { handleJobQueue } from './jobs/queue-consumer.js';
 import { promptIds } from './tokenizer.js';
 
 /** CORS from CORS_ORIGINS (read per request: vars can differ between deployments of one bundle). */
@@ -67,6 +69,7 @@ const DOCS_ROUTES: readonly string[] = [
   '<code>POST /v1/score</code> — JSON <code>{"prompt": "…", "images": [{"data": "&lt;base64&gt;"} | {"url": "https://…"}]}</code>, or multipart/form-data with a <code>prompt</code> field and image file fields → <code>{model, rewards, ranking, errors?, cached, timings}</code>; <code>X-Cache: HIT | MISS | PARTIAL</code>',
   '<code>POST /v1/score:batch</code> — <code>{"requests": [ScoreRequest, …]}</code> → <code>{results: [ScoreResponse | Problem, …]}</code>',
   '<code>GET /v1/models</code> — the model, the GPU tier\'s backend, and this endpoint\'s limits',
+  '<code>POST /v1/jobs</code> — <code>{"items": [{id?, prompt, images}, …], "webhook"?: {url, secret?}, "metadata"?}</code> + optional <code>Idempotency-Key</code> → 202 job; <code>GET /v1/jobs/:id</code> status, progress and results; <code>DELETE /v1/jobs/:id</code> cancels; <code>GET /v1/jobs/:id/deliveries</code>, <code>POST /v1/jobs/:id/webhook/redeliver</code> (Standard Webhooks)',
   '<code>GET /healthz</code> — liveness and the origin pool\'s state; <code>GET /readyz</code> — 200 while some GPU origin can take work',
 ];
 
@@ -81,6 +84,7 @@ const ROUTES: ReadonlyMap<string, readonly string[]> = new Map([
   ['/readyz', ['GET', 'HEAD']],
   ['/openapi.json', ['GET', 'HEAD']],
   ['/docs', ['GET', 'HEAD']],
+  ['/v1/jobs', ['POST']],
 ]);
 
 const app = new Hono<EdgeEnv>();
@@ -95,6 +99,7 @@ app.use('/v1/*', bodyLimitFromEnv());
 
 app.route('/v1', scoreRoutes);
 app.route('/v1', modelsRoutes);
+app.route('/v1', jobRoutes);
 app.route('/admin', adminRoutes);
 
 app.get('/healthz', async (c) => {
@@ -164,6 +169,9 @@ app.onError((err, c) => {
 export default {
   fetch: app.fetch,
   scheduled: scheduledHealthCheck,
+  queue: handleJobQueue,
 } satisfies ExportedHandler<EdgeEnv['Bindings']>;
+
+export { JobObject } from './jobs/job-object.js';
 
 export { app };

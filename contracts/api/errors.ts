@@ -29,6 +29,12 @@ export const ERROR_CODES = {
   unsupported_media_type: { status: 415, description: 'Content-Type is not application/json (or multipart/form-data where accepted).' },
   too_many_images: { status: 422, description: 'More images than maxImagesPerRequest (or maxBatchImages over a batch).' },
   too_many_requests_in_batch: { status: 422, description: 'More requests than maxBatchRequests in one batch call.' },
+  too_many_items: { status: 422, description: 'A job has more items than the job limit (1000).' },
+  invalid_webhook_url: { status: 422, description: 'The webhook URL is not https (http only for loopback where the edge allows it), has credentials, or names a private host.' },
+  idempotency_key_reused: { status: 422, description: 'This Idempotency-Key was used before with a different body.' },
+  idempotency_key_in_progress: { status: 409, retryAfter: true, description: 'A request with this Idempotency-Key is still being processed; retry after Retry-After seconds.' },
+  job_finished: { status: 409, description: 'The job is already completed, failed or cancelled.' },
+  job_not_finished: { status: 409, description: 'The job has no webhook message yet: it is still running (or was cancelled).' },
   prompt_too_long: { status: 422, description: 'The prompt has more than maxPromptChars code points.' },
   rate_limited: { status: 429, retryAfter: true, description: "The API key (or, without keys, the client address) exceeded its tier's request rate; retry after Retry-After seconds." },
   // one image

@@ -6,3 +6,4 @@ export * from './routes.js';
 export * from './ranking.js';
 export * from './inputs.js';
 export * from './docs-page.js';
+export * from './jobs.js';
