@@ -124,3 +124,15 @@ async function edgeBench(): Promise<void> {
 }
 
 await edgeBench();
+
+async function jobsBench(): Promise<void> {
+  console.log('\n## Jobs vs /v1/score (wrangler dev: Queues + Durable Objects + R2 local; 200 items of 2 distinct PNGs; tiny random model)\n');
+  try {
+    const { benchJobs, printJobsBench } = await import('./jobs.js');
+    printJobsBench(await benchJobs(200, 8));
+  } catch (err) {
+    console.log(`skipped: ${(err as Error).message}`);
+  }
+}
+
+await jobsBench();
