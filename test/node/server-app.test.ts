@@ -41,12 +41,13 @@ async function problemOf(res: Response): Promise<Record<string, unknown>> {
 }
 
 describe('contracts', () => {
-  it('the error table agrees with the preprocessing, URL-fetch and service codes, and gives Retry-After codes 429/503', () => {
+  it('the error table agrees with the preprocessing, URL-fetch and service codes, and gives Retry-After codes 409/429/503', () => {
     const table = ERROR_CODES as Record<string, { status: number }>;
     for (const [code, status] of Object.entries({ ...IMAGE_ERROR_STATUS, ...URL_FETCH_ERROR_STATUS })) expect(table[code]?.status, code).toBe(status);
     const serviceErrors = [new QueueFullError('q', 2), new DeadlineError('d'), new CanceledError('c'), new ServiceClosedError('s'), new RequestLimitError('too_many_images', 't'), new RequestLimitError('prompt_too_long', 'p')];
     for (const e of serviceErrors) expect(table[e.code]?.status, e.code).toBe(e.status);
-    for (const [code, info] of Object.entries(ERROR_CODES)) if ('retryAfter' in info) expect([429, 503], code).toContain(info.status);
+    // 409 only for a request whose Idempotency-Key is still being processed (the IETF idempotency-key draft).
+    for (const [code, info] of Object.entries(ERROR_CODES)) if ('retryAfter' in info) expect([409, 429, 503], code).toContain(info.status);
   });
 
   it('limits resolve with overrides and refuse nonsense', () => {

@@ -8,7 +8,7 @@
 // vitest.config.ts: the job object and the consumer read the worker's env, not
 // a per-request override.
 import { env } from 'cloudflare:workers';
-import { createExecutionContext, createMessageBatch, getQueueResult, waitOnExecutionContext } from 'cloudflare:test';
+import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
 import { verifyWebhook } from '../../contracts/webhooks.js';
 import type { Job } from '../../contracts/api/index.js';
@@ -294,5 +294,43 @@ describe('jobs: the queue consumer', () => {
     const j = await job(id);
     expect(j.status).toBe('failed');
     expect(j.items![0]).toMatchObject({ status: 'failed', error: { code: 'origin_unavailable' } });
+  });
+});
+
+describe('jobs: the job object alarm', () => {
+  it('re-enqueues a chunk that got no result (lost message, restart) — the watchdog', async () => {
+    for (const origin of [0, 1, 2]) await ctl('/mode', { origin, mode: 'refuse' });
+    const created = (await (await post({ items: [{ prompt: 'stall', images: [data(`st-${crypto.randomUUID()}`)] }] })).json()) as Job;
+    const stub = env.JOBS.get(env.JOBS.idFromString(created.id));
+    const before = await runInDurableObject(stub, (_obj, state) => {
+      // Pretend the chunk's message went out long ago and was lost.
+      state.storage.sql.exec('UPDATE chunks SET enqueued_at = ? WHERE chunk = 0', Date.now() - 3_600_000);
+      return state.storage.sql.exec<{ attempts: number }>('SELECT attempts FROM chunks WHERE chunk = 0').one().attempts;
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const after = await runInDurableObject(stub, (_obj, state) => state.storage.sql.exec<{ attempts: number; enqueued_at: number }>('SELECT attempts, enqueued_at FROM chunks WHERE chunk = 0').one());
+    expect(after.attempts).toBe(before + 1);
+    expect(after.enqueued_at).toBeGreaterThan(Date.now() - 60_000);
+    // Once the GPU tier is back, the job finishes.
+    await ctl('/reset', {});
+    resetOriginState();
+    expect((await finished(created.id)).status).toBe('completed');
+  });
+
+  it('deletes the job and its stored images when it expires', async () => {
+    const img = `exp-${crypto.randomUUID()}`;
+    const created = (await (await post({ items: [{ prompt: 'expire', images: [data(img)] }] })).json()) as Job;
+    await finished(created.id);
+    const listed = await env.JOB_BLOBS.list({ prefix: `jobs/${created.id}/` });
+    expect(listed.objects.length).toBe(1);
+    const stub = env.JOBS.get(env.JOBS.idFromString(created.id));
+    await runInDurableObject(stub, async (_obj, state) => {
+      const meta = state.storage.kv.get<Record<string, unknown>>('job')!;
+      state.storage.kv.put('job', { ...meta, expires_at: new Date(Date.now() - 1000).toISOString() });
+      await state.storage.setAlarm(Date.now() + 60_000);
+    });
+    await runDurableObjectAlarm(stub);
+    expect((await call(`/v1/jobs/${created.id}`)).status).toBe(404);
+    expect((await env.JOB_BLOBS.list({ prefix: `jobs/${created.id}/` })).objects).toHaveLength(0);
   });
 });
