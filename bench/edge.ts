@@ -9,12 +9,12 @@
 // the requests: an upper bound, it includes workerd's HTTP handling.
 //
 //   node --import tsx bench/edge.ts [requests] [connections]   (BENCH_EDGE_FULL=0: skip the full-size row)
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
+import { startServeChild } from './serve-child.js';
 import { RANDOM_MODEL_ID, TINY_RANDOM_CONFIG, writeRandomModel } from '../gpu-service/model/random-model.js';
 import { startWranglerDev } from '../test/support/wrangler-dev.js';
 
@@ -45,21 +45,6 @@ export interface EdgeBenchRow {
   cpuMsPerRequest?: number;
 }
 
-function startService(modelDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [resolve('bin', 'imagereward.js'), 'serve', '--model', modelDir, '--port', '0', '--backend', 'ort', '--threads', '1'], {
-    env: { ...process.env, IMAGEREWARD_API_KEYS: SECRET },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((res, rej) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) res({ child, url: m[1]! });
-    });
-    child.once('exit', (code) => rej(new Error(`serve exited ${code}`)));
-  });
-}
 
 /** The workerd process under wrangler's process tree (the worker's CPU lives there). */
 function findWorkerd(root: number): number | undefined {
@@ -99,7 +84,7 @@ async function run(url: string, headers: Record<string, string>, body: string, a
 export async function benchEdge(amount = 2000, connections = 8, withFull = true, outDir = join('bench', 'out')): Promise<EdgeBenchRow[]> {
   const modelDir = resolve(outDir, 'random-tiny');
   await writeRandomModel({ out: modelDir, config: TINY_RANDOM_CONFIG, seed: 0 });
-  const service = await startService(modelDir);
+  const service = await startServeChild(modelDir, SECRET);
   const edge = await startWranglerDev({ vars: { ORIGINS: service.url, ORIGIN_SECRET: SECRET, ADMIN_SECRET: ADMIN, MODEL_ID: RANDOM_MODEL_ID, AUTH: 'required' } });
   try {
     const made = await fetch(`${edge.url}/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ tenant: 'bench', tier: 'high' }) });
@@ -129,7 +114,7 @@ export async function benchEdge(amount = 2000, connections = 8, withFull = true,
       // so the service's embedding cache answers the vision half; the text half still runs).
       const fullDir = resolve(outDir, 'random-full');
       await writeRandomModel({ out: fullDir, seed: 0 });
-      const full = await startService(fullDir);
+      const full = await startServeChild(fullDir, SECRET);
       try {
         await run(`${full.url}/v1/score`, { ...json, authorization: `Bearer ${SECRET}` }, body, 2, 1);
         const f = await run(`${full.url}/v1/score`, { ...json, authorization: `Bearer ${SECRET}` }, body, 16, 2);

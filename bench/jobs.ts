@@ -6,11 +6,11 @@
 // hits on either path); each item is one prompt with 2 PNGs.
 //
 //   node --import tsx bench/jobs.ts [items] [score-concurrency]
-import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
+import { startServeChild } from './serve-child.js';
 import { RANDOM_MODEL_ID, TINY_RANDOM_CONFIG, writeRandomModel } from '../gpu-service/model/random-model.js';
 import { startWranglerDev } from '../test/support/wrangler-dev.js';
 
@@ -26,21 +26,6 @@ export interface JobsBench {
   webhookDelayMs: number;
 }
 
-function startService(modelDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [resolve('bin', 'imagereward.js'), 'serve', '--model', modelDir, '--port', '0', '--backend', 'ort', '--threads', '1'], {
-    env: { ...process.env, IMAGEREWARD_API_KEYS: SECRET },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((res, rej) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) res({ child, url: m[1]! });
-    });
-    child.once('exit', (code) => rej(new Error(`serve exited ${code}`)));
-  });
-}
 
 async function distinctPngs(n: number, salt: number): Promise<string[]> {
   return Promise.all(
@@ -53,7 +38,7 @@ async function distinctPngs(n: number, salt: number): Promise<string[]> {
 export async function benchJobs(items = 200, concurrency = 8, outDir = join('bench', 'out')): Promise<JobsBench> {
   const modelDir = resolve(outDir, 'random-tiny');
   await writeRandomModel({ out: modelDir, config: TINY_RANDOM_CONFIG, seed: 0 });
-  const service = await startService(modelDir);
+  const service = await startServeChild(modelDir, SECRET);
   let webhookAt = 0;
   const receiver = http.createServer((req, res) => {
     req.resume();

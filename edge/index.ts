@@ -22,7 +22,7 @@ import { EdgeConfigError, corsOrigins, edgeLimits, modelId } from './config.js';
 import type { EdgeEnv } from './env.js';
 import { readHealth, scheduledHealthCheck } from './origins/health.js';
 import { OriginUnavailableError, originSnapshot } from './origins/pool.js';
-import { EdgeFailure, edgeProblem } from './problem-reply.js';
+import { edgeProblem } from './problem-reply.js';
 import { modelsRoutes } from './routes/models.js';
 import { scoreRoutes } from './routes/score.js';
 import { jobRoutes } from './jobs/routes.js';
@@ -145,7 +145,7 @@ app.notFound((c) => {
 });
 
 app.onError((err, c) => {
-  if (err instanceof ApiFailure || err instanceof EdgeFailure) {
+  if (err instanceof ApiFailure) {
     return edgeProblem(c, err.code, err.message, {
       ...(err.opts.status !== undefined ? { status: err.opts.status } : {}),
       ...(err.opts.errors !== undefined ? { errors: err.opts.errors } : {}),

@@ -2,7 +2,7 @@
 // code table (contracts/api/errors.ts), with the request id and, for codes that
 // carry it, Retry-After. Used by every middleware and route of the edge.
 import type { Context } from 'hono';
-import { DEFAULT_RETRY_AFTER_SECONDS, ERROR_CODES, PROBLEM_CONTENT_TYPE, apiProblem, type ApiProblemOptions } from '../contracts/api/index.js';
+import { ApiFailure, DEFAULT_RETRY_AFTER_SECONDS, ERROR_CODES, PROBLEM_CONTENT_TYPE, apiProblem, type ApiProblemOptions } from '../contracts/api/index.js';
 
 export interface EdgeProblemOptions {
   status?: number;
@@ -36,14 +36,12 @@ export function edgeProblem(c: Context, code: string, detail: string, opts: Edge
   return new Response(JSON.stringify(body), { status: body.status, headers });
 }
 
-/** Thrown anywhere in the edge's request path; the app's onError answers it with edgeProblem. */
-export class EdgeFailure extends Error {
+/**
+ * A failure of the edge or the GPU tier behind it (bad origin answer, unknown job,
+ * an origin's own problem passed through) — as opposed to a plain ApiFailure, which
+ * is the request's own fault. Same shape; the queue consumer retries the former
+ * (when 5xx) and records the latter as the item's error.
+ */
+export class EdgeFailure extends ApiFailure {
   override name = 'EdgeFailure';
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly opts: EdgeProblemOptions = {},
-  ) {
-    super(message);
-  }
 }

@@ -60,8 +60,10 @@ async function runChunk(env: Env, ctx: ExecutionContext, msg: ChunkMessage): Pro
         const { timings: _t, ...result } = body;
         outcomes.push({ idx, result });
       } catch (err) {
-        // The item's own fault (every image bad): final. Anything else: the chunk is retried.
-        if (err instanceof ApiFailure || (err instanceof EdgeFailure && (err.opts.status ?? 500) < 500)) {
+        // The item's own fault (every image bad, or a 4xx the GPU tier gave for it): final.
+        // The GPU tier's or the edge's 5xx, or anything unexpected: the chunk is retried.
+        const transientFailure = err instanceof EdgeFailure ? (err.opts.status ?? 500) >= 500 : !(err instanceof ApiFailure);
+        if (!transientFailure && err instanceof ApiFailure) {
           outcomes.push({ idx, error: { code: err.code, message: err.message, status: err.opts.status ?? 400 } });
         } else {
           transient ??= err;
