@@ -15,6 +15,7 @@ import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import { timing } from 'hono/timing';
 import { ApiFailure, apiDocsPage, openApiDocument, promptTooLong } from '../contracts/api/index.js';
+import { EDGE_ROUTES } from '../contracts/api/edge-schema.js';
 import { adminRoutes } from './admin/keys-routes.js';
 import { apiKeyAuth } from './auth/api-key-auth.js';
 import { rateLimit } from './auth/rate-limit.js';
@@ -76,15 +77,12 @@ const DOCS_ROUTES: readonly string[] = [
 const CACHE_NOTE =
   'Results are cached per (model, prompt token ids, image sha256): the model reads only the first 35 tokens of a prompt, so prompts that tokenize alike share results. <code>cached[i]</code> tells which rewards came from the cache; they are identical to fresh ones.';
 
-const ROUTES: ReadonlyMap<string, readonly string[]> = new Map([
-  ['/v1/score', ['POST']],
-  ['/v1/score:batch', ['POST']],
-  ['/v1/models', ['GET', 'HEAD']],
-  ['/healthz', ['GET', 'HEAD']],
-  ['/readyz', ['GET', 'HEAD']],
+/** Exact paths and their methods, for 405 + Allow: the public route table (contracts/api/edge-schema.ts, also what the typed client is built from) plus the documents. */
+const ROUTES: ReadonlyMap<string, readonly string[]> = new Map<string, readonly string[]>([
+  ...Object.entries(EDGE_ROUTES).filter(([path]) => !path.includes('/:')),
   ['/openapi.json', ['GET', 'HEAD']],
   ['/docs', ['GET', 'HEAD']],
-  ['/v1/jobs', ['POST']],
+  ['/v1/tokenize', ['POST']],
 ]);
 
 const app = new Hono<EdgeEnv>();

@@ -16,7 +16,8 @@
 // node_modules/node-addon-api. cmake-js then never downloads Node.js headers;
 // the only network this needs is npm's (to install those two packages).
 // IMAGEREWARD_SKIP_NATIVE=1 skips the build; IMAGEREWARD_CUDA=OFF|AUTO|ON (default
-// AUTO; ON fails without CUDA — CI uses it) and IMAGEREWARD_DECODERS=ON|OFF (default ON: the
+// AUTO; ON fails without CUDA — CI uses it), IMAGEREWARD_CUDA_ARCHS (e.g. "80;90", the
+// default) and IMAGEREWARD_DECODERS=ON|OFF (default ON: the
 // JPEG/PNG/WebP decoders whose system libraries are found) are passed to CMake.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -72,6 +73,8 @@ if (!['OFF', 'AUTO', 'ON'].includes(cuda)) fail(`IMAGEREWARD_CUDA must be OFF, A
 
 function build(cudaMode) {
   const options = [`--CDIMAGEREWARD_CUDA=${cudaMode}`, `--CDIMAGEREWARD_DECODERS=${process.env.IMAGEREWARD_DECODERS ?? 'ON'}`];
+  // The GPU architectures to compile for (default in CMakeLists.txt: "80;90"), e.g. "90" for H100 only.
+  if (process.env.IMAGEREWARD_CUDA_ARCHS) options.push(`--CDIMAGEREWARD_CUDA_ARCHS=${process.env.IMAGEREWARD_CUDA_ARCHS}`);
   console.log(`[native] building ${built} (IMAGEREWARD_CUDA=${cudaMode})`);
   for (const args of [
     ['configure', ...common, ...options],
