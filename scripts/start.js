@@ -1,18 +1,24 @@
 #!/usr/bin/env node
-// `npm start`: runs the local stack. Today that is the edge worker under
-// `wrangler dev` (health + tokenization); the GPU service and the wiring
-// between them join when they exist (issues 5 and 8). Offline by design:
-// wrangler's metrics and cf-fetch are off.
-import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
+// `npm start`: the whole system locally — the GPU service on the best backend and
+// the edge under `wrangler dev`, wired together (`imagereward stack`; see
+// gpu-service/stack/run-stack.ts). Arguments after `npm start --` are passed on
+// (e.g. `npm start -- --demo`). This shim only checks that the build exists, then
+// runs the compiled CLI in this process, so Ctrl-C reaches the stack directly.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const require = createRequire(import.meta.url);
-const wrangler = require.resolve('wrangler/bin/wrangler.js');
-const port = process.env.EDGE_PORT ?? '8787';
-const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' };
-
-console.log(`[start] edge: wrangler dev on http://127.0.0.1:${port}`);
-console.log(`[start] try:  curl -s http://127.0.0.1:${port}/v1/tokenize -H 'content-type: application/json' -d '{"prompt":"a painting of an ocean"}'`);
-const child = spawn(process.execPath, [wrangler, 'dev', '--ip', '127.0.0.1', '--port', port], { stdio: 'inherit', env });
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
-child.on('exit', (code) => process.exit(code ?? 0));
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const entry = join(root, 'dist', 'gpu-service', 'cli', 'main.js');
+if (!existsSync(entry)) {
+  process.stderr.write(
+    `npm start: ${entry} is missing. Run \`npm install\` first (it compiles the TypeScript), or \`npm run build\` after changing the sources.\n`,
+  );
+  process.exit(1);
+}
+if (!existsSync(join(root, 'node_modules', 'wrangler'))) {
+  process.stderr.write('npm start: wrangler is not installed; run `npm install` (it installs the dev dependencies too).\n');
+  process.exit(1);
+}
+const { main } = await import(pathToFileURL(entry).href);
+process.exitCode = await main(['stack', ...process.argv.slice(2)]);

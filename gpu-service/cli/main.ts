@@ -11,6 +11,7 @@ import { demoModelCommand } from './demo-model.js';
 import { verifyPublishedCommand } from './verify-published.js';
 import { serveCommand } from './serve.js';
 import { keysCommand } from './keys.js';
+import { stackCommand } from './stack.js';
 import { packageVersion } from '../package-root.js';
 
 type Command = (argv: string[], io: Io) => Promise<number>;
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   'demo-model': { run: demoModelCommand, summary: 'Write a model directory of random weights (demos, benchmarks; scores mean nothing)' },
   serve: { run: serveCommand, summary: 'Serve the scoring HTTP API (POST /v1/score, /healthz, /metrics, /openapi.json …)' },
   keys: { run: keysCommand, summary: 'Create, list and revoke the edge\'s API keys (through its admin API)' },
+  stack: { run: stackCommand, summary: 'Run the whole stack locally: GPU service + edge (wrangler dev), wired together' },
   info: { run: infoCommand, summary: 'Versions, native addon status and backends' },
 };
 

@@ -5,6 +5,7 @@ import type { ApiLimits } from '../../contracts/api/index.js';
 import { DEFAULT_LIMITS } from '../../contracts/api/index.js';
 import { locateModel, noModelMessage } from '../model/locate.js';
 import { startServer, type StartServerOptions } from '../server/serve.js';
+import { describeModelError } from '../stack/describe-model-error.js';
 import { CliError, EXIT, parseCommand, type Io } from './io.js';
 import { scoreFailure } from './score.js';
 
@@ -160,6 +161,9 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
   } catch (err) {
     if (err instanceof Error && /API keys file/.test(err.message)) throw new CliError(err.message, EXIT.failure);
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new CliError(`port ${port} on ${opts.host!} is in use`, EXIT.failure);
+    // A corrupt, truncated or incomplete model is the user's file, not a bug: one line, no stack trace.
+    const described = describeModelError(err, model);
+    if (described !== undefined) throw new CliError(described, EXIT.failure, 'model_invalid');
     return scoreFailure(err);
   }
   // Runs until a signal: startServer's handler drains and exits the process.

@@ -4,11 +4,45 @@
 // is in, so readers see the old directory or the new one, never a mix (convert.ts,
 // random-model.ts).
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { open, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 export function tempSibling(target: string, tag: string): string {
   return `${target}.${tag}-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+function processRuns(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Deletes `<out>.tmp-<pid>-<hex>` siblings whose process no longer runs: what a
+ * killed or crashed writer (SIGKILL, power loss mid-conversion) left behind. Such
+ * a directory is never read (only `out` is), so this is about disk space, which a
+ * half-written 1.8 GB model wastes. `.old-` siblings are left alone: after a crash
+ * between installDir's two renames one may be the only complete copy. Returns the
+ * paths removed.
+ */
+export async function removeStaleTemps(out: string): Promise<string[]> {
+  const base = basename(out);
+  const names = await readdir(dirname(out)).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(`${base}.tmp-`)) continue;
+    const m = /^(\d+)-[0-9a-f]+$/.exec(name.slice(base.length + 5));
+    if (!m || processRuns(Number(m[1]))) continue;
+    const path = join(dirname(out), name);
+    await rm(path, { recursive: true, force: true }).catch(() => {});
+    removed.push(path);
+  }
+  return removed;
 }
 
 export async function fsyncPath(path: string): Promise<void> {

@@ -3,7 +3,7 @@
 // Every needed tensor is validated before anything is written; tensors are
 // streamed one at a time; the directory appears atomically (temp dir beside
 // the target, fsync, rename) or not at all.
-import { installDir, tempSibling } from './atomic-dir.js';
+import { installDir, removeStaleTemps, tempSibling } from './atomic-dir.js';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { IMAGEREWARD_CONFIG, UNUSED_TENSOR_PREFIXES, checkConfig, requiredTensors, validateCheckpoint, type ImageRewardConfig } from './architecture.js';
@@ -179,6 +179,7 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
     const kept = specs.filter((s) => !isUnused(s.name));
 
     await mkdir(dirname(out), { recursive: true });
+    await removeStaleTemps(out);
     tmp = tempSibling(out, 'tmp');
     await mkdir(tmp);
     const bytes = kept.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1) * 4, 0);
