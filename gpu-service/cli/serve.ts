@@ -28,15 +28,15 @@ Options:
   --metrics-public        /metrics needs no key even when keys are set
   --trust-tenant-header   behind the edge: X-Imagereward-Tenant on an authenticated request
                           names its tenant for fair batching (only when every key is an edge's)
-  --max-batch <n>         most images per forward pass
+  --max-batch <n>         most images per forward pass (default 64 on the CUDA engine, 8 on ORT)
   --devices <i,j,…>       CUDA engine: one engine per listed GPU, batches run side by side
                           (default: GPU 0)
   --replicas <n>          ONNX Runtime: n sessions running batches side by side (each
                           holds its own weights; default 1)
-  --max-wait-ms <n>       how long a batch waits to fill up
-  --max-queued-images <n> queue bound (beyond it: 503 queue_full + Retry-After)
-  --cache-mb <n>          result cache size in MiB
-  --preprocess-workers <n> image decode/preprocess workers
+  --max-wait-ms <n>       how long a batch waits to fill up (default 5)
+  --max-queued-images <n> queue bound (beyond it: 503 queue_full + Retry-After; default 256)
+  --cache-mb <n>          image-embedding cache size in MiB (default 512)
+  --preprocess-workers <n> image decode/preprocess workers (default min(4, cores))
   --threads <n>           ONNX Runtime intra-op threads (default: one per core)
   --max-image-pixels <n>  pixels per image (default ${DEFAULT_LIMITS.maxImagePixels})
   --max-images <n>        images per request (default ${DEFAULT_LIMITS.maxImagesPerRequest})
@@ -47,7 +47,8 @@ Options:
   --no-url-fetch          refuse {"url": …} images (default: fetched from public addresses)
   --url-allow <h,…>       hosts (*.domain ok), IPs or CIDRs URL images may come from even
                           though private (on-prem stores); others must be public
-  --drain-ms <n>          how long shutdown waits for in-flight work (default 30000)
+  --drain-ms <n>          how long shutdown waits for in-flight requests, then again for
+                          queued work (default 30000; up to twice this in all)
 `;
 
 function positiveInt(flag: string, text: string | undefined, allowZero = false): number | undefined {
