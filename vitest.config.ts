@@ -1,6 +1,8 @@
-// Two test projects: `node` (gpu-service, CLI, native addon, parity suites) and
+// Three test projects: `node` (gpu-service, CLI, native addon, parity suites),
 // `workers` (the edge and the shared contracts, run inside real workerd through
-// @cloudflare/vitest-pool-workers with the bindings from wrangler.toml).
+// @cloudflare/vitest-pool-workers with the bindings from wrangler.toml) and
+// `e2e` (test/e2e: load, faults and abuse against a whole loopback stack —
+// GPU services + `wrangler dev` — one file at a time, since each starts its own).
 import { defineConfig } from 'vitest/config';
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 
@@ -46,6 +48,19 @@ export default defineConfig({
           fileParallelism: false,
           include: ['test/workers/**/*.test.ts'],
           testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          pool: 'forks',
+          // Each file starts GPU services and wrangler dev: on a 2-core CI box two stacks
+          // side by side would starve each other (and skew the RSS bounds).
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 240_000,
         },
       },
     ],

@@ -136,3 +136,19 @@ async function jobsBench(): Promise<void> {
 }
 
 await jobsBench();
+
+// ---------------------------------------------------------------------------
+// The whole stack under sustained load (issue 8): wrangler dev + two GPU services,
+// the e2e suite's request mix, per-kind latency and every process's RSS.
+
+async function stackBench(): Promise<void> {
+  console.log('\n## Whole stack under load (wrangler dev + 2 × imagereward serve, ORT 1 thread, tiny224; 16 clients, 20 s after a 5 s warm-up; mix of cache hits, misses, multipart, URL images, 2-item jobs)\n');
+  try {
+    const { benchStackLoad, printStackLoad } = await import('./stack-load.js');
+    if (!printStackLoad(await benchStackLoad(20, 16))) process.exitCode = 1;
+  } catch (err) {
+    console.log(`skipped: ${(err as Error).message}`);
+  }
+}
+
+await stackBench();
