@@ -5,7 +5,7 @@
 // slow image host for a job that is still running when it is cancelled. Also
 // runs the examples as child processes and imports the package export.
 // Nothing here talks to anything but 127.0.0.1.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -18,11 +18,11 @@ import { createClient, ImageRewardApiError, JobWaitTimeoutError, toBase64, type 
 import { EDGE_ROUTES } from '../../contracts/api/edge-schema.js';
 import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
 import { convertCheckpoint } from '../../gpu-service/model/convert.js';
+import { startServeProcess, type ServeProcess } from '../support/serve-process.js';
 import { freePort, startWranglerDev, type WranglerDev } from '../support/wrangler-dev.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'imagereward.js');
 const DIST = join(ROOT, 'dist', 'gpu-service', 'cli', 'main.js');
 const DIST_CLIENT = join(ROOT, 'dist', 'client', 'index.js');
 const fixture = JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'model', 'tiny224-e2e.json'), 'utf8')) as { config: ImageRewardConfig };
@@ -32,7 +32,7 @@ const ADMIN_SECRET = 'client-e2e-admin-secret-0123456789';
 const SLOW_MS = 15_000;
 
 let work: string;
-let origin: { child: ChildProcess; exited: Promise<void> } | undefined;
+let origin: ServeProcess | undefined;
 let edge: WranglerDev | undefined;
 let apiKey: string;
 let ir: ImageRewardClient;
@@ -42,23 +42,6 @@ let slowHost: string;
 let receiver: http.Server;
 let receiverUrl: string;
 const hooks: { id: string; body: string }[] = [];
-
-function startOrigin(modelDir: string, port: number): Promise<{ child: ChildProcess; exited: Promise<void> }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--model', modelDir, '--port', String(port), '--backend', 'ort', '--threads', '1', '--preprocess-workers', '1'], {
-    env: { ...process.env, IMAGEREWARD_API_KEYS: ORIGIN_SECRET },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/listening on/.test(out)) resolve({ child, exited });
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
-  });
-}
 
 async function listen(server: http.Server): Promise<string> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -88,7 +71,7 @@ beforeAll(async () => {
   });
   receiverUrl = `http://${await listen(receiver)}/hook`;
   const originPort = await freePort();
-  origin = await startOrigin(modelDir, originPort);
+  origin = await startServeProcess({ modelDir, apiKey: ORIGIN_SECRET, port: originPort });
   edge = await startWranglerDev({
     persistTo: join(work, 'wrangler-state'),
     vars: {
@@ -115,10 +98,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await edge?.stop();
-  if (origin) {
-    origin.child.kill('SIGKILL');
-    await origin.exited;
-  }
+  await origin?.kill();
   for (const server of [slowServer, receiver]) {
     server?.closeAllConnections();
     await new Promise((r) => server?.close(r));

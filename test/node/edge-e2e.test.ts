@@ -3,7 +3,6 @@
 // real GPU services (`imagereward serve`, ONNX Runtime, the tiny224 test model),
 // API keys made with the real `imagereward keys` CLI through the admin API.
 // Nothing here talks to anything but 127.0.0.1.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -14,44 +13,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
 import { convertCheckpoint } from '../../gpu-service/model/convert.js';
 import { main as cli } from '../../gpu-service/cli/main.js';
+import { startServeProcess, type ServeProcess } from '../support/serve-process.js';
 import { startWranglerDev } from '../support/wrangler-dev.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'imagereward.js');
 const DIST = join(ROOT, 'dist', 'gpu-service', 'cli', 'main.js');
 const fixture = JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'model', 'tiny224-e2e.json'), 'utf8')) as { config: ImageRewardConfig; images: string[] };
 
 const ORIGIN_SECRET = 'e2e-origin-secret-0123456789';
 const ADMIN_SECRET = 'e2e-admin-secret-9876543210';
-
-interface Origin {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<void>;
-}
-
-function startOrigin(modelDir: string): Promise<Origin> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--model', modelDir, '--port', '0', '--backend', 'ort', '--threads', '1', '--preprocess-workers', '1'], {
-    env: { ...process.env, IMAGEREWARD_API_KEYS: ORIGIN_SECRET },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]!, exited });
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
-  });
-}
-
-async function kill(o: Origin): Promise<void> {
-  o.child.kill('SIGKILL');
-  await o.exited;
-}
 
 interface Io {
   stdout(s: string): void;
@@ -66,7 +36,7 @@ async function runCli(args: string[]): Promise<{ code: number; out: string; err:
 }
 
 let work: string;
-let origins: Origin[] = [];
+let origins: ServeProcess[] = [];
 let edge: Awaited<ReturnType<typeof startWranglerDev>> | undefined;
 let imageServer: http.Server;
 let imageUrl: string;
@@ -117,7 +87,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
   const port = (imageServer.address() as { port: number }).port;
   imageUrl = `http://127.0.0.1:${port}`;
-  origins = await Promise.all([startOrigin(modelDir), startOrigin(modelDir)]);
+  origins = await Promise.all([0, 1].map(() => startServeProcess({ modelDir, apiKey: ORIGIN_SECRET })));
   edge = await startWranglerDev({
     persistTo: join(work, 'wrangler-state'),
     vars: {
@@ -139,7 +109,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await edge?.stop();
-  await Promise.all(origins.map((o) => kill(o)));
+  await Promise.all(origins.map((o) => o.kill()));
   await new Promise((r) => imageServer?.close(r));
   if (work) await rm(work, { recursive: true, force: true });
 });
@@ -246,7 +216,7 @@ describe('edge e2e: scoring through wrangler dev', () => {
     const worker = async () => {
       while (next < 34) {
         const i = next++;
-        if (i === 16) await kill(origins[0]!);
+        if (i === 16) await origins[0]!.kill();
         const r = await score({ prompt, images: [b64(images[i]!)] });
         results.push(r.status);
         await r.arrayBuffer();
@@ -256,7 +226,7 @@ describe('edge e2e: scoring through wrangler dev', () => {
     expect(results).toHaveLength(24);
     expect(results.every((s) => s === 200)).toBe(true);
 
-    await kill(origins[1]!);
+    await origins[1]!.kill();
     const t0 = Date.now();
     const down = await score({ prompt, images: [b64(images[35]!)] });
     expect(down.status).toBe(503);

@@ -3,7 +3,6 @@
 // restart) in front of a real GPU service (`imagereward serve`, ORT, tiny224),
 // and a webhook receiver started here that verifies every delivery with the
 // reference `standardwebhooks` package. Nothing talks to anything but 127.0.0.1.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -15,10 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from '../../contracts/api/index.js';
 import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
 import { convertCheckpoint } from '../../gpu-service/model/convert.js';
+import { startServeProcess, type ServeProcess } from '../support/serve-process.js';
 import { freePort, startWranglerDev, type WranglerDev } from '../support/wrangler-dev.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'imagereward.js');
 const DIST = join(ROOT, 'dist', 'gpu-service', 'cli', 'main.js');
 const fixture = JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'model', 'tiny224-e2e.json'), 'utf8')) as { config: ImageRewardConfig };
 const ORIGIN_SECRET = 'jobs-e2e-origin-secret';
@@ -27,31 +26,16 @@ const SECRET = 'whsec_' + Buffer.from('jobs-e2e-webhook-secret-32-bytes!').toStr
 let work: string;
 let modelDir: string;
 let originPort: number;
-let origin: { child: ChildProcess; exited: Promise<void> } | undefined;
+let origin: ServeProcess | undefined;
 let edge: WranglerDev | undefined;
 let state: string;
 let images: Buffer[] = [];
 
-function startOrigin(): Promise<{ child: ChildProcess; exited: Promise<void> }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--model', modelDir, '--port', String(originPort), '--backend', 'ort', '--threads', '1', '--preprocess-workers', '1'], {
-    env: { ...process.env, IMAGEREWARD_API_KEYS: ORIGIN_SECRET },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/listening on/.test(out)) resolve({ child, exited });
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
-  });
-}
+/** The GPU service, always on the same port (ORIGINS is fixed in wrangler dev's vars). */
+const startOrigin = (): Promise<ServeProcess> => startServeProcess({ modelDir, apiKey: ORIGIN_SECRET, port: originPort });
+
 async function stopOrigin(): Promise<void> {
-  if (!origin) return;
-  origin.child.kill('SIGKILL');
-  await origin.exited;
+  await origin?.kill();
   origin = undefined;
 }
 

@@ -9,7 +9,8 @@
 // Every child is killed when the stack stops, and — should a test die before
 // its afterAll — when the test process exits (a synchronous exit hook), so a
 // failure leaks nothing. Nothing here talks to anything but 127.0.0.1.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
+import { startServeProcess } from '../../support/serve-process.js';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -23,7 +24,6 @@ import { verifyWebhook, WebhookVerificationError } from '../../../contracts/webh
 import { freePort, startWranglerDev, type WranglerDev } from '../../support/wrangler-dev.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
-const BIN = join(ROOT, 'bin', 'imagereward.js');
 const DIST = join(ROOT, 'dist', 'gpu-service', 'cli', 'main.js');
 
 export const ORIGIN_SECRET = 'e2e-stack-origin-secret-0123456789';
@@ -78,23 +78,7 @@ interface Origin {
 }
 
 function spawnOrigin(modelDir: string, port: number): Promise<{ child: ChildProcess; exited: Promise<void> }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--model', modelDir, '--host', '127.0.0.1', '--port', String(port), '--backend', 'ort', '--threads', '1', '--preprocess-workers', '1', '--trust-tenant-header'], {
-    env: { ...process.env, IMAGEREWARD_API_KEYS: ORIGIN_SECRET },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  trackChild(child);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      if (out.length < 64 * 1024) out += d.toString();
-      if (/listening on/.test(out)) resolve({ child, exited });
-    });
-    child.stderr!.on('data', (d: Buffer) => {
-      if (out.length < 64 * 1024) out += d.toString();
-    });
-    child.once('exit', (code, signal) => reject(new Error(`imagereward serve on port ${port} exited (${code ?? signal}) before listening:\n${out}`)));
-  });
+  return startServeProcess({ modelDir, apiKey: ORIGIN_SECRET, port, extraArgs: ['--trust-tenant-header'], onSpawn: trackChild }).then(({ child, exited }) => ({ child, exited }));
 }
 
 // ---------------------------------------------------------------------------
