@@ -151,6 +151,7 @@ app.onError((err, c) => {
     });
   }
   if (err instanceof OriginUnavailableError) {
+    if (err.reason === 'deadline_exceeded') return edgeProblem(c, 'deadline_exceeded', 'the GPU tier did not answer within the request budget (requestTimeoutMs)');
     return edgeProblem(c, 'origin_unavailable', 'no GPU origin can take this request now; retry later', { retryAfter: err.retryAfterSeconds });
   }
   if (err instanceof HTTPException && err.status === 413) return edgeProblem(c, 'payload_too_large', 'the body is too large');

@@ -242,6 +242,16 @@ describe('edge /v1/score: the GPU tier', () => {
     expect(await res.json()).toMatchObject({ code: 'origin_unavailable' });
   });
 
+  it('answers 504 deadline_exceeded when the GPU tier hangs past the request budget', async () => {
+    const e = testEnv({ LIMITS: '{"requestTimeoutMs":600}' });
+    for (const origin of [0, 1, 2]) await ctl('/mode', { origin, mode: 'hang' });
+    const t0 = Date.now();
+    const res = await postJson(e, { prompt: 'hang', images: [data(png('hang'))] });
+    expect(res.status).toBe(504);
+    expect(await res.json()).toMatchObject({ code: 'deadline_exceeded' });
+    expect(Date.now() - t0).toBeLessThan(5000); // bounded by the budget, not the origin timeout (30 s)
+  });
+
   it('refuses (502) and never caches an answer from another model', async () => {
     const e = testEnv();
     for (const origin of [0, 1, 2]) await ctl('/mode', { origin, mode: 'model', modelId: 'some-other-model' });
