@@ -114,7 +114,7 @@ app.get('/readyz', async (c) => {
 
 let openapi: string | undefined;
 app.get('/openapi.json', (c) => {
-  openapi ??= JSON.stringify(openApiDocument({ title: 'ImageReward scoring API (edge)' }));
+  openapi ??= JSON.stringify(openApiDocument({ title: 'ImageReward scoring API (edge)', routes: 'edge' }));
   return c.body(openapi, 200, { 'content-type': 'application/json' });
 });
 

@@ -4,6 +4,7 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { ERROR_CODES, PROBLEM_CONTENT_TYPE } from './errors.js';
 import { DEFAULT_LIMITS } from './limits.js';
+import { JobDeliveriesSchema, JobRequestSchema, JobSchema } from './jobs.js';
 import {
   BatchScoreRequestSchema,
   BatchScoreResponseSchema,
@@ -123,10 +124,71 @@ export const metricsRoute = createRoute({
   responses: { 200: { description: 'Metrics', content: { 'text/plain': { schema: z.string() } } }, ...errorsFor(['unauthorized']) },
 });
 
+const jobId = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, description: 'The job id (64 hex digits)' }) });
+const jobErrors = (codes: (keyof typeof ERROR_CODES)[]) => errorsFor(['unauthorized', 'rate_limited', ...codes]);
+
+export const createJobRoute = createRoute({
+  method: 'post',
+  path: '/v1/jobs',
+  summary: 'Submit a batch job (edge only); results by polling or a signed webhook',
+  description:
+    'Up to 1,000 items, each scored like one POST /v1/score. Optional Idempotency-Key: the same key with the same body returns the same job (Idempotent-Replayed: true), another body 422 idempotency_key_reused, still being created 409. Webhooks follow Standard Webhooks (job.completed / job.failed).',
+  security,
+  request: {
+    headers: z.object({ 'idempotency-key': z.string().max(255).optional().openapi({ description: 'Makes the submission safe to retry' }) }),
+    body: { required: true, content: { 'application/json': { schema: JobRequestSchema } } },
+  },
+  responses: {
+    202: { description: 'Accepted: the job (and the generated webhook secret, once)', content: { 'application/json': { schema: JobSchema } } },
+    ...jobErrors(['invalid_json', 'invalid_request', 'invalid_base64', 'payload_too_large', 'unsupported_media_type', 'too_many_items', 'too_many_images', 'prompt_too_long', 'invalid_webhook_url', 'idempotency_key_reused', 'idempotency_key_in_progress']),
+  },
+});
+
+export const getJobRoute = createRoute({
+  method: 'get',
+  path: '/v1/jobs/{id}',
+  summary: 'A job: status, progress, per-item results and errors',
+  security,
+  request: { params: jobId, query: z.object({ items: z.enum(['true', 'false']).optional().openapi({ description: 'false: leave the per-item results out' }) }) },
+  responses: { 200: { description: 'The job', content: { 'application/json': { schema: JobSchema } } }, ...jobErrors(['not_found']) },
+});
+
+export const cancelJobRoute = createRoute({
+  method: 'delete',
+  path: '/v1/jobs/{id}',
+  summary: 'Cancel a job (its pending items)',
+  security,
+  request: { params: jobId },
+  responses: { 200: { description: 'The cancelled job', content: { 'application/json': { schema: JobSchema } } }, ...jobErrors(['not_found', 'job_finished']) },
+});
+
+export const jobDeliveriesRoute = createRoute({
+  method: 'get',
+  path: '/v1/jobs/{id}/deliveries',
+  summary: "The job's webhook delivery log",
+  security,
+  request: { params: jobId },
+  responses: { 200: { description: 'Attempts, oldest first', content: { 'application/json': { schema: JobDeliveriesSchema } } }, ...jobErrors(['not_found']) },
+});
+
+export const redeliverRoute = createRoute({
+  method: 'post',
+  path: '/v1/jobs/{id}/webhook/redeliver',
+  summary: "Send the job's webhook message again (same webhook-id)",
+  security,
+  request: { params: jobId },
+  responses: { 202: { description: 'Scheduled', content: { 'application/json': { schema: z.object({ status: z.literal('scheduled') }) } } }, ...jobErrors(['not_found', 'invalid_request', 'job_not_finished']) },
+});
+
+/** The GPU service's routes. */
 export const API_ROUTES = [scoreRoute, batchScoreRoute, modelsRoute, healthRoute, readyRoute, metricsRoute] as const;
+/** The edge's routes: scoring (no /metrics) and jobs. */
+export const EDGE_API_ROUTES = [scoreRoute, batchScoreRoute, modelsRoute, healthRoute, readyRoute, createJobRoute, getJobRoute, cancelJobRoute, jobDeliveriesRoute, redeliverRoute] as const;
 
 export interface OpenApiDocumentOptions {
   version?: string;
+  /** Which server's routes: the GPU service's (default) or the edge's. */
+  routes?: 'gpu-service' | 'edge';
   serverUrl?: string;
   title?: string;
 }
@@ -139,7 +201,7 @@ export function openApiDocument(opts: OpenApiDocumentOptions = {}): ReturnType<O
     scheme: 'bearer',
     description: 'Only when the server is started with API keys',
   });
-  for (const route of API_ROUTES) registry.openAPIRegistry.registerPath(route);
+  for (const route of opts.routes === 'edge' ? EDGE_API_ROUTES : API_ROUTES) registry.openAPIRegistry.registerPath(route);
   const table = Object.entries(ERROR_CODES)
     .map(([code, info]) => `| \`${code}\` | ${info.status} | ${info.description} |`)
     .join('\n');

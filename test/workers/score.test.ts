@@ -379,7 +379,8 @@ describe('edge: documents and health', () => {
     const e = testEnv();
     const doc = (await (await call(e, '/openapi.json', {})).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths)).toContain('/v1/score');
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/score', '/v1/score:batch', '/v1/models', '/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/deliveries', '/v1/jobs/{id}/webhook/redeliver']));
+    expect(Object.keys(doc.paths)).not.toContain('/metrics'); // the edge serves no /metrics
     const docs = await call(e, '/docs', {});
     expect(await docs.text()).toContain('origin_unavailable');
     expect(await (await call(e, '/healthz', {})).json()).toMatchObject({ status: 'ok', model: e.MODEL_ID });
