@@ -1,93 +1,20 @@
-// The result cache key (contracts/cache-key.ts) in Node: it must give the keys
-// of test/fixtures/cache-keys.json, which were computed with node:crypto from a
-// restatement of the encoding; test/workers/cache-key.test.ts checks the same
-// fixture inside workerd, so the edge and Node key results identically.
+// The result cache key (contracts/cache-key.ts) in Node: the shared suite
+// (test/support/cache-key-suite.ts) over test/fixtures/cache-keys.json, which
+// test/workers/cache-key.test.ts also runs inside workerd, so the edge and Node
+// key results identically.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { RESULT_CACHE_KEY_VERSION, promptImageKeys, resultCacheKey, sha256Hex } from '../../contracts/cache-key.js';
-import { BertTokenizer, MAX_LENGTH } from '../../contracts/tokenizer/index.js';
+import { expect, it } from 'vitest';
+import { sha256Hex } from '../../contracts/cache-key.js';
+import { describeCacheKey, type CacheKeyFixture } from '../support/cache-key-suite.js';
 
-const fixturesDir = join(import.meta.dirname, '..', 'fixtures');
-interface KeyCase {
-  name: string;
-  model: string;
-  prompt: string;
-  image_hex: string;
-  input_ids: number[];
-  image_sha256: string;
-  key: string;
-}
-const fixture = JSON.parse(readFileSync(join(fixturesDir, 'cache-keys.json'), 'utf8')) as { version: number; cases: KeyCase[] };
-const tokenizer = BertTokenizer.fromVocabText(readFileSync(join(import.meta.dirname, '..', '..', 'contracts', 'tokenizer', 'vocab.txt'), 'utf8'));
-const ids = (prompt: string): number[] => tokenizer.encode(prompt, MAX_LENGTH).input_ids;
-const hexBytes = (hex: string): Uint8Array => new Uint8Array(Buffer.from(hex, 'hex'));
-const IMAGE = 'a'.repeat(64);
+const ROOT = join(import.meta.dirname, '..', '..');
+const fixture = JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'cache-keys.json'), 'utf8')) as CacheKeyFixture;
 
-describe('result cache key (Node)', () => {
-  it('is version 1, like the fixture', () => {
-    expect(RESULT_CACHE_KEY_VERSION).toBe(1);
-    expect(fixture.version).toBe(RESULT_CACHE_KEY_VERSION);
-    expect(fixture.cases.length).toBeGreaterThanOrEqual(8);
-  });
+describeCacheKey('Node', readFileSync(join(ROOT, 'contracts', 'tokenizer', 'vocab.txt'), 'utf8'), fixture);
 
-  it.each(fixture.cases.map((c) => [c.name, c] as const))('matches the fixture: %s', async (_name, c) => {
-    expect(ids(c.prompt)).toEqual(c.input_ids);
-    expect(await sha256Hex(hexBytes(c.image_hex))).toBe(c.image_sha256);
-    expect(await resultCacheKey(c.model, c.input_ids, c.image_sha256)).toBe(c.key);
-    expect(await promptImageKeys(c.model, c.input_ids, [c.image_sha256, c.image_sha256.toUpperCase()])).toEqual([c.key, c.key]);
-  });
-
-  it('hashes strings as UTF-8, like node:crypto', async () => {
-    for (const s of ['', 'abc', 'café ☕ 🐱']) expect(await sha256Hex(s)).toBe(createHash('sha256').update(s, 'utf8').digest('hex'));
-    expect(await sha256Hex(new Uint8Array(0))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
-  });
-
-  it.each([
-    ['case and spacing', 'A Cat', 'a  cat'],
-    ['accents', 'café', 'cafe'],
-    ['control characters and tabs', 'a\tcat\u0000', 'a cat'],
-    ['anything after the 33rd word piece', `${'word '.repeat(33)}first ending`, `${'word '.repeat(33)}another ending entirely`],
-  ])('gives prompts the tokenizer cannot tell apart one key (%s)', async (_why, a, b) => {
-    expect(ids(a)).toEqual(ids(b));
-    expect(await resultCacheKey('ImageReward-v1.0', ids(a), IMAGE)).toBe(await resultCacheKey('ImageReward-v1.0', ids(b), IMAGE));
-  });
-
-  it('gives a different model, prompt or image a different key', async () => {
-    const base = await resultCacheKey('ImageReward-v1.0', ids('a cat'), IMAGE);
-    expect(base).toMatch(/^[0-9a-f]{64}$/);
-    const others = await Promise.all([
-      resultCacheKey('ImageReward-v1.1', ids('a cat'), IMAGE),
-      resultCacheKey('ImageReward-v1.0', ids('a dog'), IMAGE),
-      resultCacheKey('ImageReward-v1.0', ids('a cat'), 'b'.repeat(64)),
-    ]);
-    expect(new Set([base, ...others]).size).toBe(4);
-  });
-
-  it('keys every image of a prompt in order', async () => {
-    const shas = ['1'.repeat(64), '2'.repeat(64), '1'.repeat(64)];
-    const keys = await promptImageKeys('m', ids('x'), shas);
-    expect(keys).toEqual(await Promise.all(shas.map((s) => resultCacheKey('m', ids('x'), s))));
-    expect(keys[0]).toBe(keys[2]);
-    expect(keys[0]).not.toBe(keys[1]);
-    expect(await promptImageKeys('m', ids('x'), [])).toEqual([]);
-  });
-
-  const good = ids('a cat');
-  it.each([
-    ['an empty model id', () => resultCacheKey('', good, IMAGE)],
-    ['a NUL in the model id', () => resultCacheKey('a\0b', good, IMAGE)],
-    ['a lone surrogate in the model id', () => resultCacheKey('m\ud800', good, IMAGE)],
-    ['unpadded ids', () => resultCacheKey('m', [101, 1037, 4937, 102], IMAGE)],
-    ['too many ids', () => resultCacheKey('m', [...good, 0], IMAGE)],
-    ['a negative id', () => resultCacheKey('m', [...good.slice(0, 34), -1], IMAGE)],
-    ['a fractional id', () => resultCacheKey('m', [...good.slice(0, 34), 1.5], IMAGE)],
-    ['a NaN id', () => resultCacheKey('m', [...good.slice(0, 34), Number.NaN], IMAGE)],
-    ['a short digest', () => resultCacheKey('m', good, 'abc')],
-    ['a non-hex digest', () => resultCacheKey('m', good, 'g'.repeat(64))],
-    ['a bad digest among several', () => promptImageKeys('m', good, [IMAGE, 'x'])],
-  ])('rejects %s', async (_why, call) => {
-    await expect(call()).rejects.toThrow(TypeError);
-  });
+it('hashes strings as UTF-8, like node:crypto', async () => {
+  for (const s of ['', 'abc', 'café ☕ 🐱']) expect(await sha256Hex(s)).toBe(createHash('sha256').update(s, 'utf8').digest('hex'));
+  expect(await sha256Hex(new Uint8Array(0))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
 });
