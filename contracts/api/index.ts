@@ -7,3 +7,4 @@ export * from './ranking.js';
 export * from './inputs.js';
 export * from './docs-page.js';
 export * from './jobs.js';
+export * from './url-fetch-error.js';

@@ -23,24 +23,15 @@
 //
 // Error messages name the URL as origin + path only: query strings often
 // carry signed tokens, and messages end up in responses and logs.
-import { ERROR_CODES } from '../../contracts/api/errors.js';
+import { UrlFetchError, type UrlFetchErrorCode } from '../../contracts/api/url-fetch-error.js';
 import { sniff } from '../../contracts/image/sniff.js';
 import type { Env } from '../env.js';
 
-export type ImageFetchErrorCode = 'url_scheme' | 'url_forbidden' | 'url_fetch_failed' | 'url_timeout' | 'url_too_large' | 'url_not_image';
+export type ImageFetchErrorCode = UrlFetchErrorCode;
 
-export class ImageFetchError extends Error {
+/** The edge's URL-fetch failure: the shared UrlFetchError (codes and statuses from the one table). */
+export class ImageFetchError extends UrlFetchError {
   override name = 'ImageFetchError';
-  /** The HTTP status of `code` in the shared error table. */
-  readonly status: number;
-  constructor(
-    readonly code: ImageFetchErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.status = ERROR_CODES[code].status;
-  }
 }
 
 export interface FetchImageOptions {

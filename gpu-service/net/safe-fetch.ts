@@ -21,29 +21,20 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { sniff } from '../../contracts/image/sniff.js';
 
-export type UrlFetchErrorCode = 'url_forbidden' | 'url_fetch_failed' | 'url_timeout' | 'url_too_large' | 'url_not_image' | 'url_scheme';
+import { ERROR_CODES } from '../../contracts/api/errors.js';
+import { UrlFetchError, type UrlFetchErrorCode } from '../../contracts/api/url-fetch-error.js';
 
-export const URL_FETCH_ERROR_STATUS: Readonly<Record<UrlFetchErrorCode, number>> = {
-  url_forbidden: 422,
-  url_fetch_failed: 502,
-  url_timeout: 504,
-  url_too_large: 413,
-  url_not_image: 415,
-  url_scheme: 422,
-};
+export { UrlFetchError, type UrlFetchErrorCode };
 
-export class UrlFetchError extends Error {
-  override name = 'UrlFetchError';
-  readonly status: number;
-  constructor(
-    readonly code: UrlFetchErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.status = URL_FETCH_ERROR_STATUS[code];
-  }
-}
+/** The status of each URL-fetch code (from the shared error table). */
+export const URL_FETCH_ERROR_STATUS: Readonly<Record<UrlFetchErrorCode, number>> = Object.freeze({
+  url_forbidden: ERROR_CODES.url_forbidden.status,
+  url_fetch_failed: ERROR_CODES.url_fetch_failed.status,
+  url_timeout: ERROR_CODES.url_timeout.status,
+  url_too_large: ERROR_CODES.url_too_large.status,
+  url_not_image: ERROR_CODES.url_not_image.status,
+  url_scheme: ERROR_CODES.url_scheme.status,
+});
 
 export type LookupFn = (hostname: string) => Promise<{ address: string; family: 4 | 6 }[]>;
 
