@@ -2,6 +2,9 @@
 native/scripts/gpu-check.sh (that machine has PyTorch but no Node).
 
 Usage: python3 bench/torch_gpu.py --model <model dir> [--refs <refs dir>] [--seconds S]
+                                  [--batches 32,128] [--device cuda|cpu]
+(--device cpu is a dry run of this script on a machine without a GPU: every path runs,
+the "fast" forward in fp32 and, on PyTorch < 2.0, with a plain-math stand-in for SDPA.)
 
 Loads model.safetensors (own reader: 8-byte little-endian header length, JSON
 header, raw little-endian tensors; no safetensors package needed) into the
@@ -67,6 +70,17 @@ def to_device(w, device, dtype):
     return w
 
 
+def _sdpa_plain(q, k, v, attn_mask=None):
+    """Stand-in for F.scaled_dot_product_attention on PyTorch < 2.0 (CPU dry runs only)."""
+    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if attn_mask is not None:
+        s = s + attn_mask
+    return torch.softmax(s, dim=-1) @ v
+
+
+SDPA = getattr(F, "scaled_dot_product_attention", _sdpa_plain)
+
+
 def forward_fast(w, pixels, ids, mask):
     """bf16 + SDPA forward of the same architecture (same math as reference.forward)."""
     cfg = w["config"]
@@ -79,7 +93,7 @@ def forward_fast(w, pixels, ids, mask):
         h = F.layer_norm(x, (W,), blk["ln1_w"], blk["ln1_b"], reference.VIT_LN_EPS)
         N = h.shape[1]
         q, k, v = F.linear(h, blk["qkv_w"], blk["qkv_b"]).reshape(B, N, 3, heads, W // heads).permute(2, 0, 3, 1, 4)
-        o = F.scaled_dot_product_attention(q, k, v).permute(0, 2, 1, 3).reshape(B, N, W)
+        o = SDPA(q, k, v).permute(0, 2, 1, 3).reshape(B, N, W)
         x = x + F.linear(o, blk["proj_w"], blk["proj_b"])
         h = F.layer_norm(x, (W,), blk["ln2_w"], blk["ln2_b"], reference.VIT_LN_EPS)
         x = x + F.linear(F.gelu(F.linear(h, blk["fc1_w"], blk["fc1_b"])), blk["fc2_w"], blk["fc2_b"])
@@ -95,7 +109,7 @@ def forward_fast(w, pixels, ids, mask):
         q = sh(F.linear(hidden, a["q_w"], a["q_b"]))
         k = sh(F.linear(kv, a["k_w"], a["k_b"]))
         v = sh(F.linear(kv, a["v_w"], a["v_b"]))
-        c = F.scaled_dot_product_attention(q, k, v, attn_mask=m).transpose(1, 2).reshape(B, hidden.shape[1], H)
+        c = SDPA(q, k, v, attn_mask=m).transpose(1, 2).reshape(B, hidden.shape[1], H)
         return F.layer_norm(F.linear(c, a["o_w"], a["o_b"]) + hidden, (H,), a["ln_w"], a["ln_b"], reference.BERT_LN_EPS)
 
     for layer in T["layers"]:
@@ -147,16 +161,18 @@ def main():
     ap.add_argument("--refs")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--batches", default="32,128")
+    ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
+    on_gpu = dev.type == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     cfg = json.load(open(os.path.join(args.model, "config.json")))["config"]
     sd = read_safetensors(os.path.join(args.model, "model.safetensors"))
     w_cpu = reference.load_weights(sd, cfg, torch.float32)
-    sync = torch.cuda.synchronize
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     S = cfg["vision"]["image"]
-    summary = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    summary = {"device": torch.cuda.get_device_name(0) if on_gpu else "cpu", "torch": torch.__version__}
 
     w32 = to_device(w_cpu, dev, torch.float32)
     g = torch.Generator(device="cpu").manual_seed(7)
@@ -186,11 +202,18 @@ def main():
         summary["fp32_loop_pairs_per_s"] = n / dt
         print(json.dumps({"mode": "fp32-loop", "batch": 1, "pairs_per_s": n / dt, "latency_ms": 1000 * dt / n}), flush=True)
         del w32
-        torch.cuda.empty_cache()
-
-        wbf = to_device(w_cpu, dev, torch.bfloat16)
+        if on_gpu:
+            torch.cuda.empty_cache()
+        # bf16 on the GPU; fp32 on a CPU dry run (old CPU builds lack bf16 convolutions)
+        fast = torch.bfloat16 if on_gpu else torch.float32
+        wbf = to_device(w_cpu, dev, fast)
+        if args.refs:
+            got = forward_fast(wbf, px.to(fast), ids, mask).float().cpu().numpy()
+            diff = float(np.abs(got - want).max())
+            print(json.dumps({"check": "torch-fast-vs-ort-refs", "dtype": str(fast), "pairs": int(len(want)), "max_abs_diff": diff}), flush=True)
+            summary["torch_bf16_vs_ort_max_abs_diff"] = diff
         for B in [int(b) for b in args.batches.split(",") if b]:
-            px = torch.randn(B, 3, S, S, generator=g).to(dev, torch.bfloat16)
+            px = torch.randn(B, 3, S, S, generator=g).to(dev, fast)
             ids = ids1.expand(B, 35).contiguous()
             mask = mask1.expand(B, 35).contiguous()
             n, dt = timed(lambda: forward_fast(wbf, px, ids, mask), args.seconds, sync)

@@ -5,64 +5,136 @@
 # ONNX Runtime on CPU (and against PyTorch on the device), benchmarks the engine
 # beside PyTorch, and prints one short table last.
 #
-# The GPU machine has nvcc, CMake, Python + PyTorch (with the nvidia-cublas wheel)
-# and no Node and no internet. Prepare on the dev machine, then run there:
+# The GPU machine has nvcc, CMake, Python + PyTorch (CUDA 13 wheels: cuBLASLt in
+# site-packages/nvidia/cu13/lib) and no Node and no internet. Prepare on the dev
+# machine, then run there:
 #
-#   node --import tsx bench/gpu-refs.ts            # → native/build-gpu/refs/{refs.json,refs.bin}
-#   device run: bash native/scripts/gpu-check.sh   (carry: native/build-gpu/refs)
+#   bash native/scripts/gpu-prepare.sh      # → native/build-gpu/{refs,bin} (refs + fallback binaries)
+#   device run (carry: native/build-gpu):   bash native/scripts/gpu-check.sh
 #
-# Environment: OUT (results folder; the device tool's $OUT), SECONDS_PER_CASE (bench
-# time per batch size, default 3), BATCHES (default 1,8,32,128,256), SKIP_TORCH=1.
+# Every step runs under its own time cap and a failed step does not stop the later
+# ones (the PyTorch baselines run even when our build fails). If the build on the
+# device fails, the binaries built on the dev machine (native/build-gpu/bin: static
+# CUDA runtime, sm_80 + sm_90, cuBLASLt by dlopen) are used instead, and the table
+# says so.
+#
+# Results under $OUT (at most 8 files come back): summary.md, test_ops.txt,
+# engine_check.txt, torch.txt, env.txt, logs.tgz (cmake/build logs, sanitizer, …).
+# Environment: OUT, SECONDS_PER_CASE (bench time per batch size, default 3), BATCHES
+# (default 1,8,32,128,256), TORCH_BATCHES (default 32,128,256), SKIP_TORCH=1,
+# SKIP_SANITIZER=1, ARCHS (default: the card's). TORCH_DEVICE=cpu (with a stand-in
+# nvidia-smi on PATH) dry-runs the script's flow on a machine without a GPU.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${OUT:-/tmp/imagereward-gpu-check}"
-REFS="${REFS:-$ROOT/native/build-gpu/refs}"
+PREP="${PREP:-$ROOT/native/build-gpu}"
+REFS="${REFS:-$PREP/refs}"
 BUILD="${BUILD:-/tmp/imagereward-gpu-build}"
 MODEL="${MODEL:-/tmp/imagereward-random-full}"
+LOGS="${LOGS:-/tmp/imagereward-gpu-logs}"
 BATCHES="${BATCHES:-1,8,32,128,256}"
 SECS="${SECONDS_PER_CASE:-3}"
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$LOGS"
 SUMMARY="$OUT/summary.md"
 : >"$SUMMARY"
 t0=$(date +%s)
 step() { echo; echo "== [$(( $(date +%s) - t0 ))s] $*"; }
-row() { echo "$*" | tee -a "$SUMMARY"; }
+row() { echo "$*" >>"$SUMMARY"; }
 status=0
+export PYTHONUNBUFFERED=1
 
 step "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader
+  echo "nvcc: $(command -v nvcc) $(nvcc --version 2>&1 | tail -1)"
+  echo "cmake: $(command -v cmake) $(cmake --version 2>&1 | head -1)"
+  echo "compute-sanitizer: $(command -v compute-sanitizer || echo none)"
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" 2>&1 | tail -1
+  ls -d /usr/local/cuda* 2>/dev/null
+  ldconfig -p 2>/dev/null | grep -i "cublasLt" || echo "ldconfig: no libcublasLt"
+} 2>&1 | tee "$OUT/env.txt"
+GPU="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 CC="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')"
 ARCHS="${ARCHS:-$CC}"
-nvcc --version | tail -1
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" 2>&1 | tail -1
 
-# cuBLASLt: from the CUDA toolkit when present, else PyTorch's nvidia-cublas wheel.
-CUBLAS_DIR="$(python3 -c 'import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__))' 2>/dev/null || true)"
-if [ -n "$CUBLAS_DIR" ]; then
-  export IMAGEREWARD_CUBLASLT_DIR="$CUBLAS_DIR/lib"
-  export LD_LIBRARY_PATH="$CUBLAS_DIR/lib:${LD_LIBRARY_PATH:-}"
-  echo "cuBLASLt wheel: $CUBLAS_DIR"
+# cuBLASLt: the CUDA 13 wheels (nvidia/cu13/lib), the CUDA 12 wheels (nvidia/cublas/lib),
+# the toolkit, or — last resort — whichever file PyTorch itself maps after a matmul.
+if [ -z "${IMAGEREWARD_CUBLASLT:-}" ]; then
+  IMAGEREWARD_CUBLASLT="$(python3 - <<'EOF' 2>>"$OUT/env.txt"
+import glob, os, sys
+found = []
+try:
+    import nvidia
+    for base in list(nvidia.__path__):
+        for sub in ("cu13/lib", "cublas/lib"):
+            found += sorted(glob.glob(os.path.join(base, sub, "libcublasLt.so.*")))
+except Exception:
+    pass
+for d in ("/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"):
+    found += sorted(glob.glob(os.path.join(d, "libcublasLt.so.*")))
+if not found:
+    try:
+        import torch
+        a = torch.ones(64, 64, device="cuda", dtype=torch.bfloat16)
+        (a @ a).sum().item()
+        for line in open("/proc/self/maps"):
+            if "libcublasLt.so" in line:
+                found.append(line.split()[-1]); break
+    except Exception as e:
+        print("torch probe:", e, file=sys.stderr)
+print(found[0] if found else "")
+EOF
+)"
 fi
+CUBLAS_INC=""
+if [ -n "$IMAGEREWARD_CUBLASLT" ]; then
+  export IMAGEREWARD_CUBLASLT
+  libdir="$(dirname "$IMAGEREWARD_CUBLASLT")"
+  export IMAGEREWARD_CUBLASLT_DIR="$libdir"
+  export LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}"
+  [ -f "$libdir/../include/cublasLt.h" ] && CUBLAS_INC="$(cd "$libdir/../include" && pwd)"
+fi
+echo "cuBLASLt: ${IMAGEREWARD_CUBLASLT:-NOT FOUND} (header: ${CUBLAS_INC:-none})" | tee -a "$OUT/env.txt"
 
 step "build (sm_$ARCHS, no Node: IMAGEREWARD_ADDON=OFF)"
-cmake -S "$ROOT/native" -B "$BUILD" -DIMAGEREWARD_ADDON=OFF -DIMAGEREWARD_CUDA=ON "-DIMAGEREWARD_CUDA_ARCHS=$ARCHS" \
-  ${CUBLAS_DIR:+"-DIMAGEREWARD_CUBLAS_INCLUDE=$CUBLAS_DIR/include"} -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake.txt" 2>&1 || { tail -30 "$OUT/cmake.txt"; exit 1; }
-grep -E "imagereward engine" "$OUT/cmake.txt"
-cmake --build "$BUILD" -j "$(nproc)" >"$OUT/build.txt" 2>&1 || { grep -E "error|Error" "$OUT/build.txt" | head -40; exit 1; }
-echo "built: $(ls "$BUILD/tools")"
+TOOLS="$BUILD/tools"
+built="device"
+if ! timeout 300 cmake -S "$ROOT/native" -B "$BUILD" -DIMAGEREWARD_ADDON=OFF -DIMAGEREWARD_CUDA=ON "-DIMAGEREWARD_CUDA_ARCHS=$ARCHS" \
+     ${CUBLAS_INC:+"-DIMAGEREWARD_CUBLAS_INCLUDE=$CUBLAS_INC"} -DCMAKE_BUILD_TYPE=Release >"$LOGS/cmake.txt" 2>&1 ||
+   ! timeout 400 cmake --build "$BUILD" -j "$(nproc)" >"$LOGS/build.txt" 2>&1; then
+  tail -20 "$LOGS/cmake.txt"; grep -E "error|Error" "$LOGS/build.txt" 2>/dev/null | head -40
+  if [ -x "$PREP/bin/ir_engine_check" ]; then
+    built="dev-machine prebuilt (device build FAILED)"
+    TOOLS="$PREP/bin"
+  else
+    built="FAILED (no prebuilt fallback)"
+    TOOLS=""
+  fi
+  status=1
+fi
+grep -E "imagereward engine" "$LOGS/cmake.txt" 2>/dev/null
+echo "binaries: $built: ${TOOLS:-none}"
 
-step "per-op tests"
-"$BUILD/tools/ir_test_ops" | tee "$OUT/test_ops.txt"
-ops_rc=${PIPESTATUS[0]}
-ops_pass=$(grep -c "PASS" "$OUT/test_ops.txt" || true)
-ops_fail=$(grep -c "FAIL" "$OUT/test_ops.txt" || true)
-[ "$ops_rc" = 0 ] || status=1
+ops_line="not run"
+if [ -n "$TOOLS" ]; then
+  step "per-op tests"
+  timeout 240 "$TOOLS/ir_test_ops" >"$OUT/test_ops.txt" 2>&1
+  ops_rc=$?
+  grep -E "FAIL|error|device 0" "$OUT/test_ops.txt" | head -60
+  tail -1 "$OUT/test_ops.txt"
+  ops_line="$(grep -c " PASS" "$OUT/test_ops.txt") passed, $(grep -c " FAIL" "$OUT/test_ops.txt") failed (exit $ops_rc)"
+  [ "$ops_rc" = 0 ] || status=1
+fi
 
-step "full-size random model (seed from refs.json)"
-SEED="$(python3 -c "import json; print(json.load(open('$REFS/refs.json'))['seed'])")"
-"$BUILD/tools/ir_random_model" --out "$MODEL" --seed "$SEED" --size full
-python3 - "$MODEL/model.safetensors" "$REFS/refs.json" <<'EOF' | tee "$OUT/weights.txt"
+weights="not checked"
+RANDOM_MODEL="$BUILD/tools/ir_random_model"
+[ -x "$RANDOM_MODEL" ] || RANDOM_MODEL="$PREP/bin/ir_random_model"
+if [ -x "$RANDOM_MODEL" ] && [ -f "$REFS/refs.json" ]; then
+  step "full-size random model (seed from refs.json)"
+  SEED="$(python3 -c "import json; print(json.load(open('$REFS/refs.json'))['seed'])")"
+  timeout 120 "$RANDOM_MODEL" --out "$MODEL" --seed "$SEED" --size full
+  if python3 - "$MODEL/model.safetensors" "$REFS/refs.json" <<'EOF'
 import hashlib, json, struct, sys
 path, refs = sys.argv[1], json.load(open(sys.argv[2]))
 with open(path, "rb") as f:
@@ -75,37 +147,92 @@ ok = h.hexdigest() == refs["tensors_sha256"]
 print("weights identical to the references' model:", ok)
 sys.exit(0 if ok else 1)
 EOF
-weights_ok=${PIPESTATUS[0]}
-[ "$weights_ok" = 0 ] || status=1
-
-step "engine: parity against ORT fp32 references, then benchmark"
-"$BUILD/tools/ir_engine_check" --model "$MODEL" --refs "$REFS" --bench --batches "$BATCHES" --seconds "$SECS" | tee "$OUT/engine_check.txt"
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
-
-if [ "${SKIP_TORCH:-0}" != 1 ]; then
-  step "PyTorch on the same card: fp32 parity, upstream-style fp32 loop, bf16 + SDPA batched"
-  python3 "$ROOT/bench/torch_gpu.py" --model "$MODEL" --refs "$REFS" --seconds "$SECS" --batches 32,128 | tee "$OUT/torch.txt"
+  then weights="yes"; else weights="NO"; status=1; fi
 fi
 
-step "summary ($(date -u +%Y-%m-%d), $(head -1 "$OUT/gpu.txt"))"
+if [ -n "$TOOLS" ] && [ -d "$MODEL" ]; then
+  step "engine: parity against ORT fp32 references, then benchmark"
+  timeout 300 "$TOOLS/ir_engine_check" --model "$MODEL" --refs "$REFS" --bench --batches "$BATCHES" --seconds "$SECS" >"$OUT/engine_check.txt" 2>&1
+  ec_rc=$?
+  grep -vE "^pair " "$OUT/engine_check.txt" | grep -vE "^\| " | tail -30
+  [ "$ec_rc" = 0 ] || status=1
+fi
+
+if [ "${SKIP_TORCH:-0}" != 1 ] && [ -d "$MODEL" ]; then
+  step "PyTorch on the same card: fp32 parity, upstream-style fp32 loop, bf16 + SDPA batched"
+  timeout 240 python3 "$ROOT/bench/torch_gpu.py" --model "$MODEL" --refs "$REFS" --seconds "$SECS" --batches "${TORCH_BATCHES:-32,128,256}" --device "${TORCH_DEVICE:-cuda}" >"$OUT/torch.txt" 2>&1
+  cat "$OUT/torch.txt" | tail -8
+fi
+
+if [ -n "$TOOLS" ] && [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
+  step "compute-sanitizer memcheck on the per-op tests (capped at 90 s)"
+  timeout 90 compute-sanitizer --tool memcheck --print-limit 20 "$TOOLS/ir_test_ops" >"$LOGS/sanitizer.txt" 2>&1
+  san_rc=$?
+  grep -E "ERROR SUMMARY|Invalid|out of bounds" "$LOGS/sanitizer.txt" | head -10
+  san_line="$(grep -E "ERROR SUMMARY" "$LOGS/sanitizer.txt" | tail -1)"
+  [ "$san_rc" = 124 ] && san_line="timed out after 90 s ${san_line}"
+fi
+
+step "summary"
+row "GPU check: $(date -u +%Y-%m-%dT%H:%MZ), $GPU (sm_$CC), $(nvcc --version 2>&1 | tail -1 | sed 's/^Build //'), cuBLASLt $(basename "${IMAGEREWARD_CUBLASLT:-none}"), $(( $(date +%s) - t0 )) s"
+row ""
 row "| check | result |"
 row "| --- | --- |"
-row "| per-op tests | $ops_pass passed, $ops_fail failed (exit $ops_rc) |"
-row "| random weights == refs' | $([ "$weights_ok" = 0 ] && echo yes || echo NO) |"
-grep -E "^\| " "$OUT/engine_check.txt" | tee -a "$SUMMARY" >/dev/null || true
-if [ -f "$OUT/torch.txt" ]; then
-  python3 - "$OUT/torch.txt" <<'EOF' | tee -a "$SUMMARY"
-import json, sys
-s = [json.loads(l)["summary"] for l in open(sys.argv[1]) if '"summary"' in l]
-if s:
-    s = s[-1]
-    print("| PyTorch fp32 vs ORT refs, max abs diff | %.2e |" % s.get("torch_fp32_vs_ort_max_abs_diff", float("nan")))
-    print("| PyTorch fp32 upstream-style loop, pairs/s | %.1f |" % s.get("fp32_loop_pairs_per_s", float("nan")))
-    for k, v in s.items():
+row "| binaries | $built |"
+row "| per-op tests | $ops_line |"
+[ -n "${san_line:-}" ] && row "| memcheck (per-op tests) | $san_line |"
+row "| random weights == refs' | $weights |"
+python3 - "$OUT/engine_check.txt" "$OUT/torch.txt" >>"$SUMMARY" <<'EOF'
+import json, os, re, sys
+eng, tor = sys.argv[1], sys.argv[2]
+rows2, bench = [], []
+if os.path.exists(eng):
+    for line in open(eng):
+        line = line.rstrip("\n")
+        if not line.startswith("| "):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in ("check", "---"):
+            continue
+        (bench if len(cells) == 4 else rows2).append(line)
+else:
+    rows2.append("| engine | not run |")
+for r in rows2:
+    print(r)
+t = {}
+if os.path.exists(tor):
+    s = [json.loads(l)["summary"] for l in open(tor) if '"summary"' in l]
+    t = s[-1] if s else {}
+    if not t:
+        print("| PyTorch | no summary (see torch.txt) |")
+if t:
+    print("| PyTorch fp32 / bf16 vs ORT refs, max abs diff | %.2e / %.2e |" % (t.get("torch_fp32_vs_ort_max_abs_diff", float("nan")), t.get("torch_bf16_vs_ort_max_abs_diff", float("nan"))))
+    print("| PyTorch fp32 upstream-style loop (batch 1), pairs/s | %.1f |" % t.get("fp32_loop_pairs_per_s", float("nan")))
+    for k, v in t.items():
         if k.startswith("bf16_sdpa_pairs_per_s_b"):
             print("| PyTorch bf16 + SDPA batch %s, pairs/s | %.0f |" % (k.rsplit("b", 1)[-1], v))
+eng_pps = {}
+for line in bench:
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    if re.fullmatch(r"\d+", cells[0]):
+        eng_pps[int(cells[0])] = float(cells[1])
+if eng_pps and t:
+    loop = t.get("fp32_loop_pairs_per_s")
+    if loop:
+        print("| engine best ÷ upstream-style fp32 loop (goal >= 20x) | %.1fx |" % (max(eng_pps.values()) / loop))
+    for B in (32, 128, 256):
+        tb = t.get("bf16_sdpa_pairs_per_s_b%d" % B)
+        if tb and B in eng_pps:
+            print("| engine ÷ PyTorch bf16 + SDPA at batch %d (goal >= 1.5x) | %.2fx |" % (B, eng_pps[B] / tb))
+if bench:
+    print()
+    print("| batch | engine pairs/s | ms / batch | MFU |")
+    print("| --- | --- | --- | --- |")
+    for r in bench:
+        if not r.startswith("| batch |"):
+            print(r)
 EOF
-fi
+tar czf "$OUT/logs.tgz" -C "$LOGS" . 2>/dev/null
 echo
 cat "$SUMMARY"
 exit $status

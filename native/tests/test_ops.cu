@@ -15,15 +15,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <type_traits>
 #include <algorithm>
 #include <vector>
 
+#include "../src/cuda/engine_kernels.cuh"
+#include "../src/cuda/gemm.cuh"
 #include "../src/cuda/ops.cuh"
 
 using namespace ir::cuda;
+using ir::cuda::GemmArgs;
+using ir::cuda::GemmRunner;
 using bf16 = __nv_bfloat16;
 using f16 = __half;
 
@@ -389,6 +394,233 @@ void test_head(int B, int L, int h) {
   report("reward_head", "f32", shp({B, L, h}) + " reward", d_rew.down(), rew, Metric::Rel1, 1e-5, ran);
 }
 
+// ---- gelu_inplace (engine_kernels.cu) ---------------------------------------------
+template <typename T>
+void test_gelu_inplace(long n, bool misalign) {
+  auto x = round_t<T>(rand_vec(static_cast<size_t>(n), -4.f, 4.f));
+  std::vector<double> ref(n);
+  for (long i = 0; i < n; ++i) {
+    const double v = x[i];
+    ref[i] = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+  }
+  const size_t off = misalign ? 1 : 0;  // one element: not 16-byte aligned (scalar path)
+  Dev<T> d_x(static_cast<size_t>(n) + off);
+  const auto xt = to_t<T>(x);
+  bool ran = d_x.ptr && cuda_ok(cudaMemcpy(d_x.ptr + off, xt.data(), xt.size() * sizeof(T), cudaMemcpyHostToDevice), "H2D");
+  ran = ran && run_op(gelu_inplace<T>(d_x.ptr + off, n, nullptr), "gelu_inplace");
+  auto got = d_x.down();
+  got.erase(got.begin(), got.begin() + static_cast<long>(off));
+  report("gelu_inplace", tname<T>(), shp({n}) + (misalign ? " unaligned" : ""), got, ref, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+}
+
+// ---- GEMM (gemm.cu: cuBLASLt through GemmRunner) ----------------------------------
+// D[M, N] (+)= A[M, K] · W[N, K]ᵀ (+ bias[N]), row-major, in every configuration the
+// engine uses, at the engine's shapes (rows = B·197 image tokens or B·35 text tokens).
+// Reference: fp64 over the T-rounded inputs, on up to 48 sampled rows (first and last
+// included) so the wide cross-K/V GEMM stays cheap on the CPU. A transposed or mis-strided
+// layout, a bias on the wrong axis or a lost accumulation is an O(1) error; the tolerances
+// are fp32 accumulation noise (fp32 out) or one rounding to T (T out).
+enum class GemmBias { None, F32, F32AndT, TOnly };
+
+std::vector<int> sample_rows(int M) {
+  std::vector<int> r;
+  const int n = std::min(M, 48);
+  for (int i = 0; i < n; ++i) r.push_back(n == 1 ? 0 : static_cast<int>(static_cast<long>(i) * (M - 1) / (n - 1)));
+  return r;
+}
+
+template <typename T>
+struct GemmCase {
+  std::vector<float> a, w, bias, d0;  // a, w already rounded to T
+  Dev<T> d_a, d_w, d_bt;
+  Dev<float> d_bias;
+  GemmCase(int M, int N, int K, bool acc)
+      : a(round_t<T>(rand_vec(static_cast<size_t>(M) * K))), w(round_t<T>(rand_vec(static_cast<size_t>(N) * K, -0.5f, 0.5f))),
+        bias(rand_vec(N, -2.f, 2.f)), d0(acc ? rand_vec(static_cast<size_t>(M) * N, -5.f, 5.f) : std::vector<float>()),
+        d_a(to_t<T>(a)), d_w(to_t<T>(w)), d_bt(to_t<T>(bias)), d_bias(bias) {}
+  // reference rows (sampled) of D; bias_t: the bias as T holds it
+  std::vector<double> ref(int N, int K, const std::vector<int>& rows, GemmBias b, bool acc) const {
+    std::vector<double> r(rows.size() * static_cast<size_t>(N));
+    for (size_t i = 0; i < rows.size(); ++i)
+      for (int n = 0; n < N; ++n) {
+        const float* ar = &a[static_cast<size_t>(rows[i]) * K];
+        const float* wr = &w[static_cast<size_t>(n) * K];
+        double s = 0;
+        for (int k = 0; k < K; ++k) s += static_cast<double>(ar[k]) * wr[k];
+        if (b == GemmBias::F32 || b == GemmBias::F32AndT) s += bias[n];
+        if (b == GemmBias::TOnly) s += tf(ft<T>(bias[n]));
+        if (acc) s += d0[static_cast<size_t>(rows[i]) * N + n];
+        r[i * N + n] = s;
+      }
+    return r;
+  }
+};
+
+template <typename G>
+std::vector<G> pick_rows(const std::vector<G>& d, int N, const std::vector<int>& rows) {
+  std::vector<G> r;
+  r.reserve(rows.size() * static_cast<size_t>(N));
+  for (int row : rows) r.insert(r.end(), d.begin() + static_cast<long>(row) * N, d.begin() + static_cast<long>(row + 1) * N);
+  return r;
+}
+
+const char* bias_name(GemmBias b) {
+  switch (b) {
+    case GemmBias::None: return "";
+    case GemmBias::F32: return " +bias32";
+    case GemmBias::F32AndT: return " +bias32|T";
+    case GemmBias::TOnly: return " +biasT";
+  }
+  return "";
+}
+
+template <typename T>
+void test_gemm(GemmRunner& runner, cudaStream_t st, const char* name, int M, int N, int K, bool d_f32, GemmBias b, bool acc) {
+  GemmCase<T> c(M, N, K, acc);
+  const auto rows = sample_rows(M);
+  const auto ref = c.ref(N, K, rows, b, acc);
+  GemmArgs g;
+  g.M = M; g.N = N; g.K = K; g.A = c.d_a.ptr; g.W = c.d_w.ptr; g.d_f32 = d_f32; g.accumulate = acc;
+  g.bias = (b == GemmBias::F32 || b == GemmBias::F32AndT) ? c.d_bias.ptr : nullptr;
+  g.bias_t = (b == GemmBias::F32AndT || b == GemmBias::TOnly) ? c.d_bt.ptr : nullptr;
+  const std::string s = shp({M, N, K}) + (d_f32 ? " ->f32" : " ->T") + bias_name(b) + (acc ? " +=" : "");
+  bool ran = c.d_a.ptr && c.d_w.ptr && c.d_bias.ptr && c.d_bt.ptr;
+  // tolerance: fp32 accumulation noise (tensor cores, split-K) well under 5e-4 of max(1, |ref|),
+  // far below a layout or bias error; T out: one rounding to T
+  const double tol32 = 5e-4;
+  try {
+    if (d_f32) {
+      Dev<float> d(static_cast<size_t>(M) * N);
+      if (acc) ran = ran && d.up(c.d0);
+      g.D = d.ptr;
+      ran = ran && d.ptr;
+      if (ran) runner.run(g);
+      ran = ran && cuda_ok(cudaStreamSynchronize(st), name);
+      report(name, tname<T>(), s, pick_rows(d.down(), N, rows), ref, Metric::Rel1, tol32, ran);
+    } else {
+      Dev<T> d(static_cast<size_t>(M) * N);
+      g.D = d.ptr;
+      ran = ran && d.ptr;
+      if (ran) runner.run(g);
+      ran = ran && cuda_ok(cudaStreamSynchronize(st), name);
+      report(name, tname<T>(), s, pick_rows(d.down(), N, rows), ref, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+    }
+  } catch (const ir::EngineError& e) {
+    std::printf("%s %s %s: %s: %s\n", name, tname<T>(), s.c_str(), ir::engine_error_code_name(e.code()), e.what());
+    report(name, tname<T>(), s, std::vector<float>(ref.size()), ref, Metric::Rel1, 0.0, false);
+  }
+}
+
+// Two GEMMs of one shape with different biases share a plan (the bias pointer is reset per
+// call); then both captured into one CUDA graph and replayed: the graph must keep each
+// call's own bias and operands (the engine's graphs rely on both).
+template <typename T>
+void test_gemm_plan_reuse_and_graph(GemmRunner& runner, cudaStream_t st) {
+  const int M = 2 * 35, N = 768, K = 768;
+  GemmCase<T> c1(M, N, K, false), c2(M, N, K, false);
+  const auto rows = sample_rows(M);
+  const auto r1 = c1.ref(N, K, rows, GemmBias::F32AndT, false), r2 = c2.ref(N, K, rows, GemmBias::F32AndT, false);
+  Dev<T> d1(static_cast<size_t>(M) * N), d2(static_cast<size_t>(M) * N);
+  auto args = [&](GemmCase<T>& c, Dev<T>& d) {
+    GemmArgs g;
+    g.M = M; g.N = N; g.K = K; g.A = c.d_a.ptr; g.W = c.d_w.ptr; g.D = d.ptr; g.bias = c.d_bias.ptr; g.bias_t = c.d_bt.ptr;
+    return g;
+  };
+  const std::string s = shp({M, N, K}) + " ->T +bias32|T";
+  bool ran = c1.d_a.ptr && c2.d_a.ptr && d1.ptr && d2.ptr;
+  try {
+    const size_t plans0 = runner.plan_count();
+    if (ran) {
+      runner.run(args(c1, d1));
+      runner.run(args(c2, d2));
+    }
+    ran = ran && cuda_ok(cudaStreamSynchronize(st), "gemm plan reuse");
+    const size_t added = runner.plan_count() - plans0;
+    std::printf("gemm_plans     %-4s %-34s plans added=%zu (expect <= 1) %s\n", tname<T>(), s.c_str(), added, added <= 1 ? "PASS" : "FAIL");
+    if (added > 1) ++g_failures;
+    report("gemm_reuse", tname<T>(), s + " call 1", pick_rows(d1.down(), N, rows), r1, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+    report("gemm_reuse", tname<T>(), s + " call 2", pick_rows(d2.down(), N, rows), r2, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+
+    // graph: clear the outputs, capture both calls, replay
+    ran = ran && cuda_ok(cudaMemset(d1.ptr, 0, d1.n * sizeof(T)), "memset") && cuda_ok(cudaMemset(d2.ptr, 0, d2.n * sizeof(T)), "memset");
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    ran = ran && cuda_ok(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "begin capture");
+    if (ran) {
+      try {
+        runner.run(args(c1, d1));
+        runner.run(args(c2, d2));
+      } catch (...) {
+        cudaStreamEndCapture(st, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      ran = cuda_ok(cudaStreamEndCapture(st, &graph), "end capture") && cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+      ran = ran && cuda_ok(cudaGraphLaunch(exec, st), "graph launch") && cuda_ok(cudaStreamSynchronize(st), "graph sync");
+      if (exec) cudaGraphExecDestroy(exec);
+      if (graph) cudaGraphDestroy(graph);
+    }
+    report("gemm_graph", tname<T>(), s + " call 1", pick_rows(d1.down(), N, rows), r1, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+    report("gemm_graph", tname<T>(), s + " call 2", pick_rows(d2.down(), N, rows), r2, Metric::Rel1, tol_t<T>(1e-2, 2e-3), ran);
+  } catch (const ir::EngineError& e) {
+    std::printf("gemm_graph %s: %s: %s\n", tname<T>(), ir::engine_error_code_name(e.code()), e.what());
+    report("gemm_graph", tname<T>(), s, std::vector<float>(r1.size()), r1, Metric::Rel1, 0.0, false);
+  }
+}
+
+template <typename T>
+void test_gemm_all() {
+  cudaStream_t st = nullptr;
+  if (!cuda_ok(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream")) return;
+  std::unique_ptr<GemmRunner> runner;
+  try {
+    runner = std::make_unique<GemmRunner>(std::is_same<T, f16>::value, st);
+  } catch (const ir::EngineError& e) {
+    std::printf("gemm           %-4s cuBLASLt unavailable: %s: %s FAIL\n", tname<T>(), ir::engine_error_code_name(e.code()), e.what());
+    ++g_failures;
+    cudaStreamDestroy(st);
+    return;
+  }
+  const int W = 1024, Mv = 4096, H = 768, I = 3072, XKV = 12 * 2 * 768;
+  for (int B : {1, 2}) {  // ViT (engine.cu vision): rows = B·197, patches B·196
+    const int rows = B * 197;
+    test_gemm<T>(*runner, st, "gemm_patch", B * 196, W, 768, true, GemmBias::F32, false);
+    test_gemm<T>(*runner, st, "gemm_vit_qkv", rows, 3 * W, W, false, GemmBias::F32AndT, false);
+    test_gemm<T>(*runner, st, "gemm_vit_proj", rows, W, W, true, GemmBias::F32, true);
+    test_gemm<T>(*runner, st, "gemm_vit_fc1", rows, Mv, W, true, GemmBias::None, false);
+    test_gemm<T>(*runner, st, "gemm_vit_fc1_t", rows, Mv, W, false, GemmBias::F32AndT, false);
+    test_gemm<T>(*runner, st, "gemm_vit_fc2", rows, W, Mv, true, GemmBias::F32, true);
+  }
+  test_gemm<T>(*runner, st, "gemm_cross_kv", 2 * 197, XKV, W, false, GemmBias::F32AndT, false);
+  for (int B : {1, 3}) {  // BERT (engine.cu text): rows = B·35
+    const int rows = B * 35;
+    test_gemm<T>(*runner, st, "gemm_txt_qkv", rows, 3 * H, H, false, GemmBias::F32AndT, false);
+    test_gemm<T>(*runner, st, "gemm_txt_dense", rows, H, H, true, GemmBias::F32, true);
+    test_gemm<T>(*runner, st, "gemm_txt_inter", rows, I, H, true, GemmBias::None, false);
+    test_gemm<T>(*runner, st, "gemm_txt_out", rows, H, I, true, GemmBias::F32, true);
+  }
+  // the T-bias fallback plan, no bias with T out, and small odd shapes (alignment 8 elements)
+  test_gemm<T>(*runner, st, "gemm_bias_t", 35, H, H, false, GemmBias::TOnly, false);
+  test_gemm<T>(*runner, st, "gemm_plain_t", 35, H, H, false, GemmBias::None, false);
+  test_gemm<T>(*runner, st, "gemm_odd", 7, 24, 40, true, GemmBias::F32, true);
+  test_gemm<T>(*runner, st, "gemm_odd", 1, 8, 16, false, GemmBias::F32AndT, false);
+  // bad arguments are a typed error, not a crash
+  try {
+    GemmArgs g;
+    g.M = 4; g.N = 8; g.K = 8;
+    runner->run(g);
+    std::printf("gemm_badargs   %-4s null operands accepted FAIL\n", tname<T>());
+    ++g_failures;
+  } catch (const ir::EngineError& e) {
+    const bool ok = e.code() == ir::EngineErrorCode::BadInput;
+    std::printf("gemm_badargs   %-4s null operands -> %s %s\n", tname<T>(), ir::engine_error_code_name(e.code()), ok ? "PASS" : "FAIL");
+    if (!ok) ++g_failures;
+  }
+  test_gemm_plan_reuse_and_graph<T>(*runner, st);
+  runner.reset();
+  cudaStreamDestroy(st);
+}
+
 template <typename T>
 void test_typed() {
   test_patchify<T>(2, 224, 16);
@@ -406,6 +638,9 @@ void test_typed() {
   test_bias_gelu<T>(2 * 197, 4096);
   test_bias_gelu<T>(7, 30);
   test_convert<T>(100003);
+  test_gelu_inplace<T>(2 * 197 * 4096, false);
+  test_gelu_inplace<T>(1001, true);
+  test_gemm_all<T>();
 }
 
 }  // namespace
