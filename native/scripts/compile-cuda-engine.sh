@@ -32,7 +32,7 @@ echo "c++ flags:  ${CXXFLAGS[*]}"
 t0=$(date +%s)
 
 OURS_CU=(gemm engine)
-OURS_CC=(cublaslt_loader weights)
+OURS_CC=(cublaslt_loader weights cuda_error)
 OPS=(preprocess embed layernorm attention elementwise head)
 [[ -f "$ROOT/src/cuda/engine_kernels.cu" ]] && OURS_CU+=(engine_kernels)
 

@@ -403,7 +403,16 @@ class EngineImpl final : public Engine {
   // Captures the mode's work (plans exist: the eager run just made them). A capture that
   // fails leaves the bucket eager for this mode; errors inside it are not fatal.
   void capture(Slot& s, Buffers& b, Mode mode) {
-    IR_CHECK(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal));
+    // A platform that cannot capture (or a capture refused for any non-sticky reason)
+    // leaves the bucket eager: this call's work is already queued.
+    const cudaError_t begun = cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal);
+    if (begun != cudaSuccess) {
+      if (cuda::is_sticky_cuda_error(begun)) cuda::throw_cuda_error(begun, "cudaStreamBeginCapture", __FILE__, __LINE__);
+      cudaGetLastError();
+      b.graph_failed[mode] = true;
+      graphs_failed_++;
+      return;
+    }
     cudaGraph_t graph = nullptr;
     try {
       enqueue(s, b, mode);

@@ -1,5 +1,5 @@
-// gemm.cu — cuBLASLt GEMM plans and the CUDA error helpers (see gemm.cuh for the
-// row-major ↔ column-major mapping and the epilogue choices).
+// gemm.cu — cuBLASLt GEMM plans (see gemm.cuh for the row-major ↔ column-major mapping
+// and the epilogue choices). The CUDA error helpers gemm.cuh declares are in cuda_error.cc.
 #include "cuda/gemm.cuh"
 
 #include <string>
@@ -8,52 +8,6 @@
 #include "cuda/cublaslt_loader.h"
 
 namespace ir::cuda {
-
-// ---- errors ---------------------------------------------------------------------------
-bool is_sticky_cuda_error(cudaError_t e) {
-  switch (e) {
-    case cudaErrorIllegalAddress:
-    case cudaErrorLaunchFailure:
-    case cudaErrorLaunchTimeout:
-    case cudaErrorHardwareStackError:
-    case cudaErrorIllegalInstruction:
-    case cudaErrorMisalignedAddress:
-    case cudaErrorInvalidAddressSpace:
-    case cudaErrorInvalidPc:
-    case cudaErrorAssert:
-    case cudaErrorECCUncorrectable:
-    case cudaErrorNvlinkUncorrectable:
-    case cudaErrorContextIsDestroyed:
-    case cudaErrorDevicesUnavailable:
-    case cudaErrorUnknown:
-      return true;
-    default:
-      return false;
-  }
-}
-
-EngineErrorCode classify_cuda_error(cudaError_t e) {
-  switch (e) {
-    case cudaErrorMemoryAllocation:
-      return EngineErrorCode::OutOfMemory;
-    case cudaErrorNoDevice:
-    case cudaErrorInsufficientDriver:
-    case cudaErrorInvalidDevice:
-    case cudaErrorSystemDriverMismatch:
-    case cudaErrorCompatNotSupportedOnDevice:
-      return EngineErrorCode::NoDevice;
-    default:
-      return is_sticky_cuda_error(e) ? EngineErrorCode::DeviceLost : EngineErrorCode::Cuda;
-  }
-}
-
-void throw_cuda_error(cudaError_t e, const char* expr, const char* file, int line) {
-  const char* base = file;
-  for (const char* p = file; *p; ++p)
-    if (*p == '/') base = p + 1;
-  std::string msg = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e) + " (" + expr + " at " + base + ":" + std::to_string(line) + ")";
-  throw EngineError(classify_cuda_error(e), msg);
-}
 
 // ---- plans ----------------------------------------------------------------------------
 namespace {

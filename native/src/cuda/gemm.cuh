@@ -1,5 +1,5 @@
 // gemm.cuh — every GEMM of the engine, through cuBLASLt (loaded at run time by
-// cublaslt_loader.cc), plus the CUDA-error → EngineError helpers that gemm.cu,
+// cublaslt_loader.cc), plus the CUDA-error → EngineError helpers (cuda_error.cc) that gemm.cu,
 // weights.cc and engine.cu share. Plain C++ (no device code): weights.cc includes it.
 //
 // The one GEMM shape the model needs, row-major (PyTorch Linear):

@@ -1,0 +1,171 @@
+// cuda_runtime_emu.cc — the subset of the CUDA runtime API the engine calls, on the host,
+// for the engine's CPU emulation (ir_engine_emu; see ops_emu.cc for why it exists).
+//
+// "Device" memory is host memory (256-byte aligned like cudaMalloc), every copy is a
+// memcpy, streams are synchronous (work runs when enqueued, so synchronizing is a no-op),
+// and there is exactly one "device". Stream capture is refused (cudaErrorNotSupported):
+// the engine must fall back to eager execution, which is what this build exercises.
+// IMAGEREWARD_EMU_MEMORY caps the "device" memory (bytes) so out-of-memory paths can be
+// driven from a test: an allocation past the cap fails with cudaErrorMemoryAllocation.
+#include <cuda_runtime_api.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+namespace {
+
+std::mutex g_mu;
+std::unordered_map<void*, size_t> g_allocs;
+size_t g_used = 0;
+thread_local cudaError_t g_last = cudaSuccess;
+
+size_t cap_bytes() {
+  static const size_t cap = [] {
+    const char* v = std::getenv("IMAGEREWARD_EMU_MEMORY");
+    return v && *v ? static_cast<size_t>(std::strtoull(v, nullptr, 10)) : static_cast<size_t>(16) << 30;
+  }();
+  return cap;
+}
+
+cudaError_t fail(cudaError_t e) {
+  g_last = e;
+  return e;
+}
+
+}  // namespace
+
+extern "C" {
+
+cudaError_t CUDARTAPI cudaMalloc(void** p, size_t n) {
+  if (!p) return fail(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> l(g_mu);
+  if (g_used + n > cap_bytes()) {
+    *p = nullptr;
+    return fail(cudaErrorMemoryAllocation);
+  }
+  void* q = std::aligned_alloc(256, (n + 255) / 256 * 256 + 256);
+  if (!q) return fail(cudaErrorMemoryAllocation);
+  g_allocs[q] = n;
+  g_used += n;
+  *p = q;
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> l(g_mu);
+  auto it = g_allocs.find(p);
+  if (it == g_allocs.end()) return fail(cudaErrorInvalidValue);
+  g_used -= it->second;
+  g_allocs.erase(it);
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaHostAlloc(void** p, size_t n, unsigned int) {
+  if (!p) return fail(cudaErrorInvalidValue);
+  *p = std::aligned_alloc(256, (n + 255) / 256 * 256 + 256);
+  return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+}
+
+cudaError_t CUDARTAPI cudaFreeHost(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaMemcpy(void* d, const void* s, size_t n, enum cudaMemcpyKind) {
+  if (n) std::memmove(d, s, n);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaMemcpyAsync(void* d, const void* s, size_t n, enum cudaMemcpyKind, cudaStream_t) {
+  if (n) std::memmove(d, s, n);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) {
+  if (n) std::memset(d, v, n);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+
+cudaError_t CUDARTAPI cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
+  static std::atomic<uintptr_t> next{0x1000};
+  *s = reinterpret_cast<cudaStream_t>(next.fetch_add(0x10));  // an opaque, never dereferenced handle
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+
+cudaError_t CUDARTAPI cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+
+cudaError_t CUDARTAPI cudaGetDeviceProperties(struct cudaDeviceProp* p, int d) {
+  if (d != 0) return fail(cudaErrorInvalidDevice);
+  std::memset(p, 0, sizeof(*p));
+  std::strncpy(p->name, "CPU emulation (ir_engine_emu)", sizeof(p->name) - 1);
+  p->totalGlobalMem = cap_bytes();
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaMemGetInfo(size_t* free_b, size_t* total) {
+  std::lock_guard<std::mutex> l(g_mu);
+  *total = cap_bytes();
+  *free_b = cap_bytes() - g_used;
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaDriverGetVersion(int* v) {
+  *v = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaRuntimeGetVersion(int* v) {
+  *v = CUDART_VERSION;
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaGetLastError(void) {
+  const cudaError_t e = g_last;
+  g_last = cudaSuccess;
+  return e;
+}
+
+cudaError_t CUDARTAPI cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode) { return fail(cudaErrorNotSupported); }
+cudaError_t CUDARTAPI cudaStreamEndCapture(cudaStream_t, cudaGraph_t* g) {
+  if (g) *g = nullptr;
+  return fail(cudaErrorStreamCaptureInvalidated);
+}
+cudaError_t CUDARTAPI cudaGraphInstantiate(cudaGraphExec_t*, cudaGraph_t, unsigned long long) { return fail(cudaErrorNotSupported); }
+cudaError_t CUDARTAPI cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return fail(cudaErrorNotSupported); }
+cudaError_t CUDARTAPI cudaGraphDestroy(cudaGraph_t) { return cudaSuccess; }
+cudaError_t CUDARTAPI cudaGraphExecDestroy(cudaGraphExec_t) { return cudaSuccess; }
+
+const char* CUDARTAPI cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    default: return "cudaError (emulation)";
+  }
+}
+
+const char* CUDARTAPI cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory (IMAGEREWARD_EMU_MEMORY)";
+    case cudaErrorNotSupported: return "operation not supported by the CPU emulation";
+    default: return "error in the CPU emulation";
+  }
+}
+
+}  // extern "C"

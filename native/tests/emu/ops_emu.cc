@@ -1,0 +1,284 @@
+// ops_emu.cc — host reference implementations of every op the engine calls (ops.cuh,
+// engine_kernels.cuh), of GemmRunner (gemm.cuh) and of the cuBLASLt loader's surface,
+// for ir_engine_emu: the engine's own code (engine.cu compiled as host C++, weights.cc,
+// cuda_error.cc, tools/engine_check.cc) linked against these instead of the CUDA kernels,
+// cuBLASLt and the CUDA runtime (cuda_runtime_emu.cc).
+//
+// Why: no GPU is lent to most sessions, and the kernels are checked one by one against
+// CPU references on a GPU (tests/test_ops.cu). What the per-op tests cannot see is the
+// engine's orchestration: buffer layout and strides, the order of the 24 + 12 layers, the
+// cross-attention K/V slices of the one wide GEMM, bucket padding, the folded head, bf16
+// weight conversion, staging of inputs and outputs, several slots on several threads.
+// With ops that follow ops.cuh's contracts exactly, the emulated engine must reproduce
+// ONNX Runtime's fp32 rewards (test/node/native-engine-emu.test.ts) — so a parity failure
+// on a GPU is narrowed to the kernels, which test_ops.cu localizes.
+//
+// These are written from the contracts in ops.cuh / gemm.cuh, not from the kernels:
+// fp32 math (double for LayerNorm statistics and dot products), storage rounding to T
+// exactly where the contract stores T.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "cuda/cublaslt_loader.h"
+#include "cuda/engine_kernels.cuh"
+#include "cuda/gemm.cuh"
+#include "cuda/ops.cuh"
+
+namespace ir {
+
+// ---- the cuBLASLt loader's surface (nothing is loaded) ----------------------------------
+namespace {
+CublasLtApi& emu_api() {
+  static CublasLtApi api = [] {
+    CublasLtApi a{};
+    a.path = "none (CPU emulation)";
+    a.version = 0;
+    return a;
+  }();
+  return api;
+}
+}  // namespace
+
+const CublasLtApi* cublaslt_try(std::string*) { return &emu_api(); }
+const CublasLtApi& cublaslt() { return emu_api(); }
+const char* cublaslt_first_soname() { return "none (CPU emulation)"; }
+std::string CublasLtApi::version_string() const { return "emulation"; }
+
+namespace cuda {
+namespace {
+
+inline float tf(float v) { return v; }
+inline float tf(__nv_bfloat16 v) { return __bfloat162float(v); }
+inline float tf(__half v) { return __half2float(v); }
+template <typename T> T ft(float v);
+template <> __nv_bfloat16 ft<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <> __half ft<__half>(float v) { return __float2half_rn(v); }
+
+double gelu_erf(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
+
+// LayerNorm of one row in double, as torch defines it (biased variance).
+void ln_row(const double* x, int n, const float* g, const float* b, float eps, double* y) {
+  double m = 0;
+  for (int i = 0; i < n; ++i) m += x[i];
+  m /= n;
+  double v = 0;
+  for (int i = 0; i < n; ++i) v += (x[i] - m) * (x[i] - m);
+  v /= n;
+  const double r = 1.0 / std::sqrt(v + static_cast<double>(eps));
+  for (int i = 0; i < n; ++i) y[i] = (x[i] - m) * r * g[i] + b[i];
+}
+
+}  // namespace
+
+cudaError_t normalize_u8(const uint8_t* hwc, float* chw, int B, int S, const float mean[3], const float std_[3], cudaStream_t) {
+  if (B < 0 || S <= 0 || (B > 0 && (!hwc || !chw))) return cudaErrorInvalidValue;
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < 3; ++c)
+      for (long p = 0; p < static_cast<long>(S) * S; ++p) {
+        volatile float x = static_cast<float>(hwc[(static_cast<size_t>(b) * S * S + p) * 3 + c]) / 255.0f;
+        volatile float centered = x - mean[c];
+        chw[(static_cast<size_t>(b) * 3 + c) * S * S + p] = centered / std_[c];
+      }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t vit_patchify(const float* px, T* out, int B, int S, int P, cudaStream_t) {
+  if (P <= 0 || S % P) return cudaErrorInvalidValue;
+  const int G = S / P, K = 3 * P * P;
+  for (int b = 0; b < B; ++b)
+    for (int gy = 0; gy < G; ++gy)
+      for (int gx = 0; gx < G; ++gx)
+        for (int c = 0; c < 3; ++c)
+          for (int ky = 0; ky < P; ++ky)
+            for (int kx = 0; kx < P; ++kx) {
+              const size_t row = (static_cast<size_t>(b) * G + gy) * G + gx;
+              out[row * K + (c * P + ky) * P + kx] = ft<T>(px[((static_cast<size_t>(b) * 3 + c) * S + gy * P + ky) * S + gx * P + kx]);
+            }
+  return cudaSuccess;
+}
+
+cudaError_t vit_assemble(const float* po, const float* cls, const float* pos, float* x, int B, int N, int W, cudaStream_t) {
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t <= N; ++t)
+      for (int c = 0; c < W; ++c) {
+        const float base = t == 0 ? cls[c] : po[(static_cast<size_t>(b) * N + t - 1) * W + c];
+        x[(static_cast<size_t>(b) * (N + 1) + t) * W + c] = base + pos[static_cast<size_t>(t) * W + c];
+      }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t bert_embed_ln(const int32_t* ids, const T* word, const float* pos, const float* g, const float* be, float* out32, T* out, int B, int L, int h,
+                          float eps, cudaStream_t) {
+  std::vector<double> row(h), y(h);
+  for (int r = 0; r < B * L; ++r) {
+    for (int i = 0; i < h; ++i) row[i] = static_cast<double>(tf(word[static_cast<size_t>(ids[r]) * h + i])) + pos[static_cast<size_t>(r % L) * h + i];
+    ln_row(row.data(), h, g, be, eps, y.data());
+    for (int i = 0; i < h; ++i) {
+      if (out32) out32[static_cast<size_t>(r) * h + i] = static_cast<float>(y[i]);
+      if (out) out[static_cast<size_t>(r) * h + i] = ft<T>(static_cast<float>(y[i]));
+    }
+  }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t layernorm(const float* x, const float* g, const float* be, float* y32, T* y, int rows, int n, float eps, cudaStream_t) {
+  if (n % 4) return cudaErrorInvalidValue;
+  std::vector<double> row(n), out(n);
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < n; ++i) row[i] = x[static_cast<size_t>(r) * n + i];
+    ln_row(row.data(), n, g, be, eps, out.data());  // row copied first: y32 may alias x
+    for (int i = 0; i < n; ++i) {
+      if (y32) y32[static_cast<size_t>(r) * n + i] = static_cast<float>(out[i]);
+      if (y) y[static_cast<size_t>(r) * n + i] = ft<T>(static_cast<float>(out[i]));
+    }
+  }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t attention(const AttnArgs<T>& a, cudaStream_t) {
+  if (a.Tk < 1 || a.Tk > 256 || a.Tq < 1) return cudaErrorInvalidValue;
+  std::vector<double> s(a.Tk);
+  for (int b = 0; b < a.B; ++b)
+    for (int hd = 0; hd < a.H; ++hd)
+      for (int i = 0; i < a.Tq; ++i) {
+        const T* qi = a.q + b * a.q_batch_stride + static_cast<long>(i) * a.q_row_stride + hd * 64;
+        double mx = -1e300;
+        for (int j = 0; j < a.Tk; ++j) {
+          const T* kj = a.k + b * a.kv_batch_stride + static_cast<long>(j) * a.kv_row_stride + hd * 64;
+          double d = 0;
+          for (int e = 0; e < 64; ++e) d += static_cast<double>(tf(qi[e])) * tf(kj[e]);
+          d *= a.scale;
+          if (a.mask) d += (1.0 - a.mask[static_cast<long>(b) * a.Tk + j]) * -10000.0;
+          s[j] = d;
+          mx = std::max(mx, d);
+        }
+        double sum = 0;
+        for (int j = 0; j < a.Tk; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        T* o = a.out + b * a.out_batch_stride + static_cast<long>(i) * a.out_row_stride + hd * 64;
+        for (int e = 0; e < 64; ++e) {
+          double acc = 0;
+          for (int j = 0; j < a.Tk; ++j) acc += s[j] * tf(a.v[b * a.kv_batch_stride + static_cast<long>(j) * a.kv_row_stride + hd * 64 + e]);
+          o[e] = ft<T>(static_cast<float>(acc / sum));
+        }
+      }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t bias_gelu(const float* x, const float* bias, T* y, long rows, int cols, cudaStream_t) {
+  for (long r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r) * cols + c;
+      y[i] = ft<T>(static_cast<float>(gelu_erf(static_cast<double>(x[i] + bias[c]))));
+    }
+  return cudaSuccess;
+}
+
+cudaError_t bias_residual(const float* x, const float* bias, float* y32, long rows, int cols, cudaStream_t) {
+  for (long r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r) * cols + c;
+      y32[i] += x[i] + bias[c];
+    }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t convert_f32(const float* x, T* y, long n, cudaStream_t) {
+  if (n < 0) return cudaErrorInvalidValue;
+  for (long i = 0; i < n; ++i) y[i] = ft<T>(x[i]);
+  return cudaSuccess;
+}
+
+cudaError_t reward_head(const float* hidden, int L, int h, const float* w, float bias, float mean, float std_, float* raw, float* reward, int B, cudaStream_t) {
+  for (int b = 0; b < B; ++b) {
+    double d = 0;
+    for (int i = 0; i < h; ++i) d += static_cast<double>(hidden[static_cast<size_t>(b) * L * h + i]) * w[i];
+    raw[b] = static_cast<float>(d + bias);
+    reward[b] = (raw[b] - mean) / std_;
+  }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t gelu_inplace(T* x, long n, cudaStream_t) {
+  for (long i = 0; i < n; ++i) x[i] = ft<T>(static_cast<float>(gelu_erf(tf(x[i]))));
+  return cudaSuccess;
+}
+
+#define IR_EMU_TYPED(T)                                                                                                         \
+  template cudaError_t vit_patchify<T>(const float*, T*, int, int, int, cudaStream_t);                                          \
+  template cudaError_t bert_embed_ln<T>(const int32_t*, const T*, const float*, const float*, const float*, float*, T*, int, int, int, \
+                                        float, cudaStream_t);                                                                   \
+  template cudaError_t layernorm<T>(const float*, const float*, const float*, float*, T*, int, int, float, cudaStream_t);        \
+  template cudaError_t attention<T>(const AttnArgs<T>&, cudaStream_t);                                                          \
+  template cudaError_t bias_gelu<T>(const float*, const float*, T*, long, int, cudaStream_t);                                   \
+  template cudaError_t convert_f32<T>(const float*, T*, long, cudaStream_t);                                                    \
+  template cudaError_t gelu_inplace<T>(T*, long, cudaStream_t);
+IR_EMU_TYPED(__nv_bfloat16)
+IR_EMU_TYPED(__half)
+#undef IR_EMU_TYPED
+
+// ---- GemmRunner: D[M, N] (+)= A[M, K] · W[N, K]ᵀ (+ bias[N]), fp32 accumulation ----------
+struct GemmRunner::Plan {};
+
+GemmRunner::GemmRunner(bool fp16, cudaStream_t stream) : fp16_(fp16), stream_(stream) {}
+GemmRunner::~GemmRunner() = default;
+
+GemmRunner::Plan* GemmRunner::plan_for(const GemmArgs& g) {
+  if (g.M <= 0 || g.N <= 0 || g.K <= 0 || !g.A || !g.W || !g.D)
+    throw EngineError(EngineErrorCode::BadInput, "GEMM: empty shape or null pointer (M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) +
+                                                     " K=" + std::to_string(g.K) + ")");
+  if (g.accumulate && !g.d_f32) throw EngineError(EngineErrorCode::BadInput, "GEMM: accumulate needs an fp32 output");
+  const Key key{g.M, g.N, g.K, g.d_f32, g.bias != nullptr || g.bias_t != nullptr, g.accumulate};
+  auto& p = plans_[key];
+  if (!p) p = std::make_unique<Plan>();
+  return p.get();
+}
+
+void GemmRunner::prepare(const GemmArgs& g) { plan_for(g); }
+
+namespace {
+template <typename T>
+void gemm_host(const GemmArgs& g) {
+  const T* A = static_cast<const T*>(g.A);
+  const T* W = static_cast<const T*>(g.W);
+  std::vector<float> a(static_cast<size_t>(g.K)), w(static_cast<size_t>(g.N) * g.K);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = tf(W[i]);
+  for (int m = 0; m < g.M; ++m) {
+    for (int k = 0; k < g.K; ++k) a[k] = tf(A[static_cast<size_t>(m) * g.K + k]);
+    for (int n = 0; n < g.N; ++n) {
+      const float* wr = &w[static_cast<size_t>(n) * g.K];
+      float s = 0.f;
+      for (int k = 0; k < g.K; ++k) s += a[k] * wr[k];
+      if (g.bias) s += g.bias[n];
+      else if (g.bias_t) s += tf(static_cast<const T*>(g.bias_t)[n]);
+      const size_t i = static_cast<size_t>(m) * g.N + n;
+      if (g.d_f32) {
+        float* D = static_cast<float*>(g.D);
+        D[i] = g.accumulate ? D[i] + s : s;
+      } else {
+        static_cast<T*>(g.D)[i] = ft<T>(s);
+      }
+    }
+  }
+}
+}  // namespace
+
+void GemmRunner::run(const GemmArgs& g) {
+  plan_for(g);
+  if (fp16_) gemm_host<__half>(g);
+  else gemm_host<__nv_bfloat16>(g);
+}
+
+}  // namespace cuda
+}  // namespace ir
