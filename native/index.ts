@@ -178,7 +178,8 @@ export interface NativeAddon {
 // The binary is native/build/Release/imagereward_native.node (scripts/build-native.js,
 // run by `npm install` and `npm run build:native`). This file runs from the sources
 // (native/index.ts under tsx/vitest) and compiled (dist/native/index.js); both find
-// the same file. IMAGEREWARD_NATIVE=0 disables the addon (reference path).
+// the same file. IMAGEREWARD_NATIVE=0 disables the addon (reference path);
+// IMAGEREWARD_NATIVE_ADDON=<file.node> loads another build of it instead (tests).
 
 const BINARY = join('build', 'Release', 'imagereward_native.node');
 
@@ -198,7 +199,9 @@ function isAddon(m: unknown): m is NativeAddon {
 
 function load(): { addon: NativeAddon | null; error: string | null } {
   if (process.env.IMAGEREWARD_NATIVE === '0') return { addon: null, error: 'disabled by IMAGEREWARD_NATIVE=0' };
-  const path = binaryPath();
+  // Another build of the addon, by path: tests load imagereward_native_emu.node (the same
+  // addon over the engine's CPU emulation, native/tests/emu) through this.
+  const path = process.env.IMAGEREWARD_NATIVE_ADDON ? resolve(process.env.IMAGEREWARD_NATIVE_ADDON) : binaryPath();
   if (!existsSync(path)) return { addon: null, error: `native addon not built: ${path} is missing (npm run build:native builds it)` };
   try {
     const m: unknown = createRequire(import.meta.url)(path);

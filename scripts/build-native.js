@@ -75,6 +75,8 @@ function build(cudaMode) {
   const options = [`--CDIMAGEREWARD_CUDA=${cudaMode}`, `--CDIMAGEREWARD_DECODERS=${process.env.IMAGEREWARD_DECODERS ?? 'ON'}`];
   // The GPU architectures to compile for (default in CMakeLists.txt: "80;90"), e.g. "90" for H100 only.
   if (process.env.IMAGEREWARD_CUDA_ARCHS) options.push(`--CDIMAGEREWARD_CUDA_ARCHS=${process.env.IMAGEREWARD_CUDA_ARCHS}`);
+  // The engine's CPU emulation (tests): OFF in production images (deploy/gpu/Dockerfile).
+  if (process.env.IMAGEREWARD_ENGINE_EMU) options.push(`--CDIMAGEREWARD_ENGINE_EMU=${process.env.IMAGEREWARD_ENGINE_EMU}`);
   console.log(`[native] building ${built} (IMAGEREWARD_CUDA=${cudaMode})`);
   for (const args of [
     ['configure', ...common, ...options],

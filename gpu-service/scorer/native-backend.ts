@@ -34,7 +34,9 @@ function toInt32(a: BigInt64Array): Int32Array {
 
 function wrapError(err: unknown): NativeBackendError {
   const e = err as Error & { code?: unknown };
-  const code = typeof e.code === 'string' ? e.code : 'ENGINE_CUDA';
+  // The binding validates arguments synchronously with plain TypeError / RangeError (no
+  // code): those are bad input, not a device failure.
+  const code = typeof e.code === 'string' ? e.code : e instanceof TypeError || e instanceof RangeError ? 'ENGINE_BAD_INPUT' : 'ENGINE_CUDA';
   return new NativeBackendError(code, e.message ?? String(err), { cause: err });
 }
 

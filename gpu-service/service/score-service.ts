@@ -381,6 +381,23 @@ export async function createScoreService(opts: ScoreServiceOptions): Promise<Sco
   }, siblingWaitMs);
 }
 
+/** Rows [at, at + n) of a [total, per] array: the array itself when that is all of it, else
+ *  a copy (a backend may transfer what it is given to a worker). */
+function rows<A extends Float32Array | BigInt64Array>(a: A, at: number, n: number, total: number, per: number): A {
+  return (at === 0 && n === total ? a : a.slice(at * per, (at + n) * per)) as A;
+}
+
+function concatF32(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Float32Array(parts.reduce((k, p) => k + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 class Engine implements ScoreService {
   readonly backend: 'ort' | 'native';
   private closing = false;
@@ -417,7 +434,10 @@ class Engine implements ScoreService {
     requestSeconds: Histogram;
     images: Counter;
     batches: Counter;
+    oomBackoffs: Counter;
   };
+  /** Per backend: the largest batch since its last ENGINE_OOM (absent: maxBatch). */
+  private readonly batchCap = new Map<ScoringBackend, number>();
 
   constructor(
     readonly modelDir: string,
@@ -472,7 +492,11 @@ class Engine implements ScoreService {
       requestSeconds: r.histogram('imagereward_score_request_duration_seconds', 'Time from admission to answer of answered score requests.'),
       images: r.counter('imagereward_images_scored_total', 'Images scored (ok results).'),
       batches: r.counter('imagereward_batches_total', 'Forwards run.'),
+      oomBackoffs: r.counter('imagereward_oom_backoffs_total', 'Times a backend ran out of device memory (ENGINE_OOM) and its batch cap was halved.'),
     };
+    r.gauge('imagereward_batch_cap', 'Most images one forward may take now, over all backends: maxBatch until a backend runs out of device memory.').collect(() =>
+      Math.max(...this.engines.map((e) => this.batchCap.get(e) ?? this.maxBatch)),
+    );
     r.gauge('imagereward_model_info', 'The model and backend in use (value 1).', ['model', 'backend']).set(1, { model: modelId, backend: this.backend });
   }
 
@@ -781,6 +805,31 @@ class Engine implements ScoreService {
     if (this.idle.length > 0 && this.readyQueue.size > 0) this.pumpBatch();
   }
 
+  /**
+   * Runs `n` images through `run` in chunks of at most the backend's batch cap. The CUDA
+   * engine answers ENGINE_OOM (typed, not sticky) when a batch's device buffers do not
+   * fit: the cap is halved and the chunk retried, down to one image; the lower cap stays
+   * for later batches (imagereward_batch_cap, imagereward_oom_backoffs_total).
+   */
+  private async inChunks<T>(engine: ScoringBackend, n: number, run: (at: number, count: number) => Promise<T>): Promise<T[]> {
+    const out: T[] = [];
+    let at = 0;
+    while (at < n) {
+      const count = Math.min(this.batchCap.get(engine) ?? this.maxBatch, n - at);
+      try {
+        out.push(await run(at, count));
+        at += count;
+      } catch (err) {
+        if ((err as { code?: unknown })?.code !== 'ENGINE_OOM' || count === 1) throw err;
+        const cap = Math.max(1, count >> 1);
+        this.batchCap.set(engine, cap);
+        this.m.oomBackoffs.inc();
+        console.warn(`[imagereward] ${engine.name} backend out of device memory at batch ${count}: batch cap now ${cap} (${(err as Error).message})`);
+      }
+    }
+    return out;
+  }
+
   private async runBatch(items: Item[], engine: ScoringBackend): Promise<void> {
     const id = this.batchSeq++;
     const t0 = performance.now();
@@ -804,7 +853,8 @@ class Engine implements ScoreService {
           pixels.set(it.pixels!, k * pixelsPer);
           it.pixels = undefined;
         });
-        const embeds = await engine.encodeImages(pixels, misses.length);
+        const m = misses.length;
+        const embeds = concatF32(await this.inChunks(engine, m, (at, n) => engine.encodeImages(rows(pixels, at, n, m, pixelsPer), n)));
         misses.forEach((it, k) => {
           it.embed = embeds.slice(k * per, (k + 1) * per);
           this.cache.set(it.hash, it.embed);
@@ -818,7 +868,9 @@ class Engine implements ScoreService {
         mask.set(it.req.mask, k * L);
         embeds.set(it.embed!, k * per);
       });
-      const { reward } = await engine.scoreText(ids, mask, embeds, B);
+      const reward = concatF32(
+        await this.inChunks(engine, B, async (at, n) => (await engine.scoreText(rows(ids, at, n, B, L), rows(mask, at, n, B, L), rows(embeds, at, n, B, per), n)).reward),
+      );
       const ms = performance.now() - t0;
       this.m.stage.observe(ms / 1000, { stage: 'inference' });
       for (const it of items) {

@@ -87,39 +87,39 @@ print(found[0] if found else "")
 EOF
 )"
 fi
-CUBLAS_INC=""
+cublas_inc=""
 if [ -n "$IMAGEREWARD_CUBLASLT" ]; then
   export IMAGEREWARD_CUBLASLT
   libdir="$(dirname "$IMAGEREWARD_CUBLASLT")"
   export IMAGEREWARD_CUBLASLT_DIR="$libdir"
   export LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}"
-  [ -f "$libdir/../include/cublasLt.h" ] && CUBLAS_INC="$(cd "$libdir/../include" && pwd)"
+  [ -f "$libdir/../include/cublasLt.h" ] && cublas_inc="$(cd "$libdir/../include" && pwd)"
 fi
-echo "cuBLASLt: ${IMAGEREWARD_CUBLASLT:-NOT FOUND} (header: ${CUBLAS_INC:-none})" | tee -a "$OUT/env.txt"
+echo "cuBLASLt: ${IMAGEREWARD_CUBLASLT:-NOT FOUND} (header: ${cublas_inc:-none})" | tee -a "$OUT/env.txt"
 
 step "build (sm_$ARCHS, no Node: IMAGEREWARD_ADDON=OFF)"
-TOOLS="$BUILD/tools"
+tools_dir="$BUILD/tools"
 built="device"
 if ! timeout 300 cmake -S "$ROOT/native" -B "$BUILD" -DIMAGEREWARD_ADDON=OFF -DIMAGEREWARD_CUDA=ON "-DIMAGEREWARD_CUDA_ARCHS=$ARCHS" \
-     ${CUBLAS_INC:+"-DIMAGEREWARD_CUBLAS_INCLUDE=$CUBLAS_INC"} -DCMAKE_BUILD_TYPE=Release >"$LOGS/cmake.txt" 2>&1 ||
+     ${cublas_inc:+"-DIMAGEREWARD_CUBLAS_INCLUDE=$cublas_inc"} -DCMAKE_BUILD_TYPE=Release >"$LOGS/cmake.txt" 2>&1 ||
    ! timeout 400 cmake --build "$BUILD" -j "$(nproc)" >"$LOGS/build.txt" 2>&1; then
   tail -20 "$LOGS/cmake.txt"; grep -E "error|Error" "$LOGS/build.txt" 2>/dev/null | head -40
   if [ -x "$PREP/bin/ir_engine_check" ]; then
     built="dev-machine prebuilt (device build FAILED)"
-    TOOLS="$PREP/bin"
+    tools_dir="$PREP/bin"
   else
     built="FAILED (no prebuilt fallback)"
-    TOOLS=""
+    tools_dir=""
   fi
   status=1
 fi
 grep -E "imagereward engine" "$LOGS/cmake.txt" 2>/dev/null
-echo "binaries: $built: ${TOOLS:-none}"
+echo "binaries: $built: ${tools_dir:-none}"
 
 ops_line="not run"
-if [ -n "$TOOLS" ]; then
+if [ -n "$tools_dir" ]; then
   step "per-op tests"
-  timeout 240 "$TOOLS/ir_test_ops" >"$OUT/test_ops.txt" 2>&1
+  timeout 240 "$tools_dir/ir_test_ops" >"$OUT/test_ops.txt" 2>&1
   ops_rc=$?
   grep -E "FAIL|error|device 0" "$OUT/test_ops.txt" | head -60
   tail -1 "$OUT/test_ops.txt"
@@ -150,9 +150,9 @@ EOF
   then weights="yes"; else weights="NO"; status=1; fi
 fi
 
-if [ -n "$TOOLS" ] && [ -d "$MODEL" ]; then
+if [ -n "$tools_dir" ] && [ -d "$MODEL" ]; then
   step "engine: parity against ORT fp32 references, then benchmark"
-  timeout 300 "$TOOLS/ir_engine_check" --model "$MODEL" --refs "$REFS" --bench --batches "$BATCHES" --seconds "$SECS" >"$OUT/engine_check.txt" 2>&1
+  timeout 300 "$tools_dir/ir_engine_check" --model "$MODEL" --refs "$REFS" --bench --batches "$BATCHES" --seconds "$SECS" >"$OUT/engine_check.txt" 2>&1
   ec_rc=$?
   grep -vE "^pair " "$OUT/engine_check.txt" | grep -vE "^\| " | tail -30
   [ "$ec_rc" = 0 ] || status=1
@@ -164,9 +164,9 @@ if [ "${SKIP_TORCH:-0}" != 1 ] && [ -d "$MODEL" ]; then
   cat "$OUT/torch.txt" | tail -8
 fi
 
-if [ -n "$TOOLS" ] && [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
+if [ -n "$tools_dir" ] && [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
   step "compute-sanitizer memcheck on the per-op tests (capped at 90 s)"
-  timeout 90 compute-sanitizer --tool memcheck --print-limit 20 "$TOOLS/ir_test_ops" >"$LOGS/sanitizer.txt" 2>&1
+  timeout 90 compute-sanitizer --tool memcheck --print-limit 20 "$tools_dir/ir_test_ops" >"$LOGS/sanitizer.txt" 2>&1
   san_rc=$?
   grep -E "ERROR SUMMARY|Invalid|out of bounds" "$LOGS/sanitizer.txt" | head -10
   san_line="$(grep -E "ERROR SUMMARY" "$LOGS/sanitizer.txt" | tail -1)"

@@ -1,5 +1,5 @@
 // `imagereward serve` (the built CLI, dist/) as a child process for the end-to-end
-// tests: ONNX Runtime, one thread, one preprocess worker, the given API key (the
+// tests: ONNX Runtime (or the native backend), one thread, one preprocess worker, the given API key (the
 // edge's origin secret), on a given or free loopback port. Resolves once the
 // service prints its ready line; rejects with its output if it exits first.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +23,10 @@ export interface ServeProcessOptions {
   port?: number;
   /** More `serve` flags (e.g. --trust-tenant-header). */
   extraArgs?: readonly string[];
+  /** Default 'ort'. */
+  backend?: 'ort' | 'native';
+  /** More environment for the child (e.g. IMAGEREWARD_NATIVE_ADDON). */
+  env?: NodeJS.ProcessEnv;
   /** Called with the child as soon as it is spawned (leak tracking). */
   onSpawn?: (child: ChildProcess) => void;
 }
@@ -31,8 +35,8 @@ export interface ServeProcessOptions {
 const MAX_OUTPUT = 64 * 1024;
 
 export function startServeProcess(opts: ServeProcessOptions): Promise<ServeProcess> {
-  const args = [BIN, 'serve', '--model', opts.modelDir, '--host', '127.0.0.1', '--port', String(opts.port ?? 0), '--backend', 'ort', '--threads', '1', '--preprocess-workers', '1', ...(opts.extraArgs ?? [])];
-  const child = spawn(process.execPath, args, { env: { ...process.env, IMAGEREWARD_API_KEYS: opts.apiKey }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [BIN, 'serve', '--model', opts.modelDir, '--host', '127.0.0.1', '--port', String(opts.port ?? 0), '--backend', opts.backend ?? 'ort', '--threads', '1', '--preprocess-workers', '1', ...(opts.extraArgs ?? [])];
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.env, IMAGEREWARD_API_KEYS: opts.apiKey }, stdio: ['ignore', 'pipe', 'pipe'] });
   opts.onSpawn?.(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const kill = async (): Promise<void> => {

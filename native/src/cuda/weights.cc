@@ -544,10 +544,15 @@ std::unique_ptr<DeviceWeights> load_weights(const std::string& dir, bool fp16, M
   w->bytes = total;
   uint8_t* base = static_cast<uint8_t*>(w->arena);
 
-  // fp32 staging for the T conversions (device), in chunks.
+  // fp32 staging for the T conversions (device), in chunks of at most 32 MiB — no larger
+  // than the largest tensor converted, so a small model does not need 32 MiB spare.
   constexpr size_t kChunk = 8u << 20;  // floats (32 MiB)
+  size_t chunk = 1;
+  for (const Item& it : P.items)
+    if (it.t)
+      for (const Src& s : it.srcs) chunk = std::max(chunk, std::min(kChunk, s.n));
   float* staging = nullptr;
-  IR_CHECK(cudaMalloc(&staging, kChunk * sizeof(float)));
+  IR_CHECK(cudaMalloc(&staging, chunk * sizeof(float)));
   try {
     for (Item& it : P.items) {
       uint8_t* dst = base + it.offset;
@@ -558,8 +563,8 @@ std::unique_ptr<DeviceWeights> load_weights(const std::string& dir, bool fp16, M
         if (!it.t) {
           IR_CHECK(cudaMemcpy(dst + at * 4, s.data, s.n * 4, cudaMemcpyHostToDevice));
         } else {
-          for (size_t k = 0; k < s.n; k += kChunk) {
-            const size_t m = std::min(kChunk, s.n - k);
+          for (size_t k = 0; k < s.n; k += chunk) {
+            const size_t m = std::min(chunk, s.n - k);
             IR_CHECK(cudaMemcpy(staging, s.data + k, m * 4, cudaMemcpyHostToDevice));
             if (fp16) IR_CHECK(cuda::convert_f32<__half>(staging, reinterpret_cast<__half*>(dst) + at + k, static_cast<long>(m), nullptr));
             else IR_CHECK(cuda::convert_f32<__nv_bfloat16>(staging, reinterpret_cast<__nv_bfloat16*>(dst) + at + k, static_cast<long>(m), nullptr));

@@ -1,0 +1,227 @@
+// The JS side of the CUDA engine against a working engine, without a GPU: the addon
+// built over the engine's CPU emulation (native/build/Release/imagereward_native_emu.node:
+// the same addon, engine binding and engine host code, over host reference ops — see
+// native/tests/emu/ops_emu.cc), loaded through IMAGEREWARD_NATIVE_ADDON. Covered here:
+// native/index.ts → engine_binding.cc (AsyncWorker, typed arrays, typed rejections) →
+// gpu-service NativeBackend → the score service's batching and its ENGINE_OOM back-off →
+// `imagereward serve --backend native` over HTTP, each compared with ONNX Runtime on the
+// same small model. The kernels themselves are the GPU check's (native/scripts/gpu-check.sh).
+import { EMU_ADDON, clearEmuAddonEnv } from '../support/emu-addon-env.js'; // first: see the file
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
+import { writeRandomModel } from '../../gpu-service/model/random-model.js';
+import { OrtBackend } from '../../gpu-service/scorer/ort-backend.js';
+import { preprocessImage } from '../../gpu-service/preprocess/index.js';
+import { native } from '../../native/index.js';
+import { NativeBackend, NativeBackendError } from '../../gpu-service/scorer/native-backend.js';
+import { startServeProcess, type ServeProcess } from '../support/serve-process.js';
+
+clearEmuAddonEnv();
+const mustBuild = process.env.IMAGEREWARD_CUDA === 'ON';
+const present = mustBuild || existsSync(EMU_ADDON);
+const skipWhy = present ? '' : ' — skipped: imagereward_native_emu.node was not built (no CUDA headers on this machine)';
+
+const SMALL: ImageRewardConfig = {
+  vision: { width: 128, layers: 2, heads: 2, patch: 16, image: 224, mlpRatio: 4 },
+  text: { hidden: 128, layers: 2, heads: 2, intermediate: 512, vocab: 30524, maxPositions: 64, encoderWidth: 128 },
+  mlp: [128, 64, 32, 16, 8, 1],
+};
+const IMG_DIR = join(import.meta.dirname, '..', 'fixtures', 'preprocess', 'images');
+const IMAGES = ['rgb_lossy_300x280.webp', 'rgb_900x700.jpg', 'p_300x250.png', 'gif_trns_230x240.gif', 'rgba_premultiplied_300x260.png', 'l_230x250.jpg'];
+const S = 224;
+const PER = 3 * S * S;
+/** bf16 storage vs ORT fp32 (the emulated engine's parity bar; see native-engine-emu.test.ts). */
+const BAR = 5e-3;
+
+let work: string;
+let modelDir: string;
+let pixels: Float32Array;
+let ort: OrtBackend;
+
+beforeAll(async () => {
+  if (!present) return;
+  work = await mkdtemp(join(tmpdir(), 'ir-native-emu-'));
+  modelDir = (await writeRandomModel({ out: join(work, 'model'), config: SMALL, seed: 4242 })).dir;
+  pixels = new Float32Array(IMAGES.length * PER);
+  for (let i = 0; i < IMAGES.length; i++) pixels.set(await preprocessImage(await readFile(join(IMG_DIR, IMAGES[i]!))), i * PER);
+  ort = await OrtBackend.load(modelDir);
+}, 120_000);
+
+afterAll(async () => {
+  await ort?.dispose();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/** `n` copies of one prompt's ids/mask (a 9-token prompt, rest padding). */
+function prompt(n: number): { ids: BigInt64Array; mask: BigInt64Array } {
+  const ids = new BigInt64Array(n * 35);
+  const mask = new BigInt64Array(n * 35);
+  const toks = [101, 1037, 4937, 4147, 1037, 4714, 10276, 6045, 102];
+  for (let b = 0; b < n; b++)
+    toks.forEach((t, j) => {
+      ids[b * 35 + j] = BigInt(t);
+      mask[b * 35 + j] = 1n;
+    });
+  return { ids, mask };
+}
+
+describe(`NativeBackend over the emulated engine (imagereward_native_emu.node)${skipWhy}`, () => {
+  it.skipIf(!present)('the addon reports a CUDA build and the emulated device', async () => {
+    expect(native?.buildInfo().cuda).toBe(true);
+    const b = await NativeBackend.load(modelDir);
+    try {
+      expect(b.deviceInfo().name).toMatch(/CPU emulation/);
+      expect(b.deviceInfo().weightBytes).toBeGreaterThan(0);
+      expect([b.imageSize, b.embedTokens, b.embedWidth, b.textLength]).toEqual([224, 197, 128, 35]);
+    } finally {
+      await b.dispose();
+    }
+  });
+
+  it.skipIf(!present)('encodeImages and scoreText agree with ONNX Runtime fp32 (6 images, one batch)', async () => {
+    const b = await NativeBackend.load(modelDir);
+    try {
+      const n = IMAGES.length;
+      const [mine, ref] = await Promise.all([b.encodeImages(pixels.slice(), n), ort.encodeImages(pixels.slice(), n)]);
+      expect(mine.length).toBe(n * 197 * 128);
+      const embDiff = maxAbsDiff(mine, ref);
+      expect(embDiff).toBeGreaterThan(0); // bf16 storage: identical would mean ORT scored itself
+      expect(embDiff).toBeLessThan(5e-2);
+      const { ids, mask } = prompt(n);
+      const s1 = await b.scoreText(ids, mask, mine, n);
+      const s2 = await ort.scoreText(ids.slice(), mask.slice(), ref.slice(), n);
+      expect(maxAbsDiff(s1.reward, s2.reward)).toBeLessThanOrEqual(BAR);
+      expect(maxAbsDiff(s1.raw, s2.raw)).toBeLessThanOrEqual(BAR * 1.1);
+    } finally {
+      await b.dispose();
+    }
+  });
+
+  it.skipIf(!present)('fp16 weights, one stream, no CUDA graphs: the same rewards within 1e-3', async () => {
+    const b = await NativeBackend.load(modelDir, { dtype: 'fp16', streams: 1, cudaGraphs: false });
+    try {
+      const n = 3;
+      const px = pixels.slice(0, n * PER);
+      const mine = await b.encodeImages(px, n);
+      const ref = await ort.encodeImages(px.slice(), n);
+      const { ids, mask } = prompt(n);
+      const r1 = (await b.scoreText(ids, mask, mine, n)).reward;
+      const r2 = (await ort.scoreText(ids.slice(), mask.slice(), ref, n)).reward;
+      expect(maxAbsDiff(r1, r2)).toBeLessThanOrEqual(1e-3);
+    } finally {
+      await b.dispose();
+    }
+  });
+
+  it.skipIf(!present)('bad inputs reject with typed codes and the engine keeps working; dispose → ENGINE_DISPOSED', async () => {
+    const b = await NativeBackend.load(modelDir, { maxBatch: 4 });
+    try {
+      const cases: [string, () => Promise<unknown>][] = [
+        ['batch over maxBatch', () => b.encodeImages(new Float32Array(5 * PER), 5)],
+        ['pixels of the wrong length', () => b.encodeImages(new Float32Array(PER - 1), 1)],
+        ['token id past the vocab', async () => {
+          const { ids, mask } = prompt(1);
+          ids[3] = 40_000n;
+          return b.scoreText(ids, mask, new Float32Array(197 * 128), 1);
+        }],
+        ['mask value 2', async () => {
+          const { ids, mask } = prompt(1);
+          mask[0] = 2n;
+          return b.scoreText(ids, mask, new Float32Array(197 * 128), 1);
+        }],
+      ];
+      for (const [what, call] of cases) {
+        const err = await call().then(() => null, (e: unknown) => e);
+        expect(err, what).toBeInstanceOf(NativeBackendError);
+        expect((err as InstanceType<typeof NativeBackendError>).code, what).toBe('ENGINE_BAD_INPUT');
+      }
+      // still serving
+      const e1 = await b.encodeImages(pixels.slice(0, PER), 1);
+      expect(e1.length).toBe(197 * 128);
+    } finally {
+      await b.dispose();
+    }
+    const after = await b.encodeImages(pixels.slice(0, PER), 1).then(() => null, (e: unknown) => e);
+    expect((after as { code?: string } | null)?.code).toBe('ENGINE_DISPOSED');
+  });
+
+  it.skipIf(!present)('device memory too small for the weights: load rejects with ENGINE_OOM', async () => {
+    // The emulated device's size is read once per process: a child process with a tiny one.
+    const { execFile } = await import('node:child_process');
+    const script = `
+      const { NativeBackend } = await import(${JSON.stringify(join(import.meta.dirname, '..', '..', 'gpu-service', 'scorer', 'native-backend.ts'))});
+      try { await NativeBackend.load(${JSON.stringify(modelDir)}); console.log('loaded'); }
+      catch (e) { console.log('code=' + e.code); }`;
+    const out = await new Promise<string>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        env: { ...process.env, IMAGEREWARD_NATIVE_ADDON: EMU_ADDON, IMAGEREWARD_EMU_MEMORY: String(4 << 20) },
+      }, (_err, stdout, stderr) => resolve(stdout + stderr));
+    });
+    expect(out).toMatch(/code=ENGINE_OOM/);
+  });
+});
+
+describe(`imagereward serve --backend native over the emulated engine${skipWhy}`, () => {
+  const KEY = 'native-emu-test-key';
+  const servers: ServeProcess[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.kill()));
+  });
+
+  async function score(url: string, names: string[]): Promise<{ status: number; body: { rewards?: number[]; ranking?: number[]; backend?: string } }> {
+    const images = await Promise.all(names.map(async (n) => ({ data: (await readFile(join(IMG_DIR, n))).toString('base64') })));
+    const res = await fetch(`${url}/v1/score`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ prompt: 'a cat wearing a tiny wizard hat', images }),
+    });
+    return { status: res.status, body: (await res.json()) as { rewards?: number[]; ranking?: number[] } };
+  }
+
+  async function metric(url: string, name: string): Promise<number> {
+    const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    expect(line, `${name} in /metrics`).toBeDefined();
+    return Number(line!.split(' ').pop());
+  }
+
+  it.skipIf(!present)('answers /v1/score with the rewards and ranking ONNX Runtime gives; a device too small for batch 6 backs off and still answers', async () => {
+    const [nat, ortServe, small] = await Promise.all([
+      startServeProcess({ modelDir, apiKey: KEY, backend: 'native', env: { IMAGEREWARD_NATIVE_ADDON: EMU_ADDON } }),
+      startServeProcess({ modelDir, apiKey: KEY }),
+      // 28 MiB: the weights (~10 MB) + about 2.5 MB of buffers per image — bucket 8 (6 images) cannot fit, bucket 4 can
+      startServeProcess({ modelDir, apiKey: KEY, backend: 'native', env: { IMAGEREWARD_NATIVE_ADDON: EMU_ADDON, IMAGEREWARD_EMU_MEMORY: String(28 << 20) } }),
+    ]);
+    servers.push(nat, ortServe, small);
+
+    const a = await score(nat.url, IMAGES);
+    const b = await score(ortServe.url, IMAGES);
+    expect(a.status, JSON.stringify(a.body)).toBe(200);
+    expect(b.status).toBe(200);
+    expect(maxAbsDiff(a.body.rewards!, b.body.rewards!)).toBeLessThanOrEqual(BAR);
+    expect(a.body.ranking).toEqual(b.body.ranking);
+
+    expect(await metric(small.url, 'imagereward_oom_backoffs_total')).toBe(0);
+    const c = await score(small.url, IMAGES);
+    expect(c.status, JSON.stringify(c.body)).toBe(200);
+    expect(maxAbsDiff(c.body.rewards!, a.body.rewards!)).toBeLessThanOrEqual(1e-6); // same math, smaller batches
+    expect(await metric(small.url, 'imagereward_oom_backoffs_total')).toBeGreaterThanOrEqual(1);
+    expect(await metric(small.url, 'imagereward_batch_cap')).toBeLessThan(IMAGES.length);
+    // the lowered cap stays: a second request needs no new back-off
+    const before = await metric(small.url, 'imagereward_oom_backoffs_total');
+    const d = await score(small.url, IMAGES.slice(0, 4));
+    expect(d.status).toBe(200);
+    expect(await metric(small.url, 'imagereward_oom_backoffs_total')).toBe(before);
+  }, 120_000);
+});
