@@ -225,3 +225,25 @@ describe(`imagereward serve --backend native over the emulated engine${skipWhy}`
     expect(await metric(small.url, 'imagereward_oom_backoffs_total')).toBe(before);
   }, 120_000);
 });
+
+describe(`imagereward score --backend native over the emulated engine${skipWhy}`, () => {
+  it.skipIf(!present)('prints the rewards and ranking ONNX Runtime gives for the same files', async () => {
+    const { execFile } = await import('node:child_process');
+    const bin = join(import.meta.dirname, '..', '..', 'bin', 'imagereward.js');
+    const files = IMAGES.slice(0, 4).map((n) => join(IMG_DIR, n));
+    const cli = (backend: string) =>
+      new Promise<{ code: number; out: string; err: string }>((resolve) => {
+        execFile(process.execPath, [bin, 'score', '--model', modelDir, '--prompt', 'a cat wearing a tiny wizard hat', ...files, '--json', '--backend', backend], {
+          env: { ...process.env, IMAGEREWARD_NATIVE_ADDON: EMU_ADDON },
+        }, (err, stdout, stderr) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, out: stdout, err: stderr }));
+      });
+    const [nat, ref] = await Promise.all([cli('native'), cli('ort')]);
+    expect(nat.code, nat.err).toBe(0);
+    expect(ref.code, ref.err).toBe(0);
+    const a = JSON.parse(nat.out) as { backend: string; rewards: number[]; ranking: number[] };
+    const b = JSON.parse(ref.out) as { backend: string; rewards: number[]; ranking: number[] };
+    expect([a.backend, b.backend]).toEqual(['native', 'ort']);
+    expect(maxAbsDiff(a.rewards, b.rewards)).toBeLessThanOrEqual(BAR);
+    expect(a.ranking).toEqual(b.ranking);
+  }, 120_000);
+});
