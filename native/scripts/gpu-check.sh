@@ -20,7 +20,9 @@
 #
 # Results under $OUT (at most 8 files come back): summary.md, test_ops.txt,
 # engine_check.txt, torch.txt, env.txt, logs.tgz (cmake/build logs, sanitizer, …).
-# Environment: OUT, SECONDS_PER_CASE (bench time per batch size, default 3), BATCHES
+# Environment: OUT, DEADLINE_SECONDS (default 540: every step is capped so the table is
+# printed by then — give the device call a timeout_s above it), SECONDS_PER_CASE (bench
+# time per batch size, default 3), BATCHES
 # (default 1,8,32,128,256), TORCH_BATCHES (default 32,128,256), SKIP_TORCH=1,
 # SKIP_SANITIZER=1, ARCHS (default: the card's). TORCH_DEVICE=cpu (with a stand-in
 # nvidia-smi on PATH) dry-runs the script's flow on a machine without a GPU.
@@ -40,6 +42,10 @@ SUMMARY="$OUT/summary.md"
 : >"$SUMMARY"
 t0=$(date +%s)
 step() { echo; echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+# Every step gets min(its own cap, what is left of DEADLINE_SECONDS minus 20 s for the
+# summary), so a hang anywhere still leaves the table printed inside the device call.
+DEADLINE="${DEADLINE_SECONDS:-540}"
+cap() { local left=$(( DEADLINE - ($(date +%s) - t0) - 20 )); [ "$left" -lt 1 ] && left=1; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
 row() { echo "$*" >>"$SUMMARY"; }
 status=0
 export PYTHONUNBUFFERED=1
@@ -100,9 +106,9 @@ echo "cuBLASLt: ${IMAGEREWARD_CUBLASLT:-NOT FOUND} (header: ${cublas_inc:-none})
 step "build (sm_$ARCHS, no Node: IMAGEREWARD_ADDON=OFF)"
 tools_dir="$BUILD/tools"
 built="device"
-if ! timeout 300 cmake -S "$ROOT/native" -B "$BUILD" -DIMAGEREWARD_ADDON=OFF -DIMAGEREWARD_CUDA=ON "-DIMAGEREWARD_CUDA_ARCHS=$ARCHS" \
+if ! timeout "$(cap 300)" cmake -S "$ROOT/native" -B "$BUILD" -DIMAGEREWARD_ADDON=OFF -DIMAGEREWARD_CUDA=ON "-DIMAGEREWARD_CUDA_ARCHS=$ARCHS" \
      ${cublas_inc:+"-DIMAGEREWARD_CUBLAS_INCLUDE=$cublas_inc"} -DCMAKE_BUILD_TYPE=Release >"$LOGS/cmake.txt" 2>&1 ||
-   ! timeout 400 cmake --build "$BUILD" -j "$(nproc)" >"$LOGS/build.txt" 2>&1; then
+   ! timeout "$(cap 400)" cmake --build "$BUILD" -j "$(nproc)" >"$LOGS/build.txt" 2>&1; then
   tail -20 "$LOGS/cmake.txt"; grep -E "error|Error" "$LOGS/build.txt" 2>/dev/null | head -40
   if [ -x "$PREP/bin/ir_engine_check" ]; then
     built="dev-machine prebuilt (device build FAILED)"
@@ -119,7 +125,7 @@ echo "binaries: $built: ${tools_dir:-none}"
 ops_line="not run"
 if [ -n "$tools_dir" ]; then
   step "per-op tests"
-  timeout 240 "$tools_dir/ir_test_ops" >"$OUT/test_ops.txt" 2>&1
+  timeout "$(cap 240)" "$tools_dir/ir_test_ops" >"$OUT/test_ops.txt" 2>&1
   ops_rc=$?
   grep -E "FAIL|error|device 0" "$OUT/test_ops.txt" | head -60
   tail -1 "$OUT/test_ops.txt"
@@ -133,7 +139,7 @@ RANDOM_MODEL="$BUILD/tools/ir_random_model"
 if [ -x "$RANDOM_MODEL" ] && [ -f "$REFS/refs.json" ]; then
   step "full-size random model (seed from refs.json)"
   SEED="$(python3 -c "import json; print(json.load(open('$REFS/refs.json'))['seed'])")"
-  timeout 120 "$RANDOM_MODEL" --out "$MODEL" --seed "$SEED" --size full
+  timeout "$(cap 120)" "$RANDOM_MODEL" --out "$MODEL" --seed "$SEED" --size full
   if python3 - "$MODEL/model.safetensors" "$REFS/refs.json" <<'EOF'
 import hashlib, json, struct, sys
 path, refs = sys.argv[1], json.load(open(sys.argv[2]))
@@ -152,7 +158,7 @@ fi
 
 if [ -n "$tools_dir" ] && [ -d "$MODEL" ]; then
   step "engine: parity against ORT fp32 references, then benchmark"
-  timeout 300 "$tools_dir/ir_engine_check" --model "$MODEL" --refs "$REFS" --bench --batches "$BATCHES" --seconds "$SECS" >"$OUT/engine_check.txt" 2>&1
+  timeout "$(cap 300)" "$tools_dir/ir_engine_check" --model "$MODEL" --refs "$REFS" --bench --batches "$BATCHES" --seconds "$SECS" >"$OUT/engine_check.txt" 2>&1
   ec_rc=$?
   grep -vE "^pair " "$OUT/engine_check.txt" | grep -vE "^\| " | tail -30
   [ "$ec_rc" = 0 ] || status=1
@@ -160,17 +166,17 @@ fi
 
 if [ "${SKIP_TORCH:-0}" != 1 ] && [ -d "$MODEL" ]; then
   step "PyTorch on the same card: fp32 parity, upstream-style fp32 loop, bf16 + SDPA batched"
-  timeout 240 python3 "$ROOT/bench/torch_gpu.py" --model "$MODEL" --refs "$REFS" --seconds "$SECS" --batches "${TORCH_BATCHES:-32,128,256}" --device "${TORCH_DEVICE:-cuda}" >"$OUT/torch.txt" 2>&1
+  timeout "$(cap 240)" python3 "$ROOT/bench/torch_gpu.py" --model "$MODEL" --refs "$REFS" --seconds "$SECS" --batches "${TORCH_BATCHES:-32,128,256}" --device "${TORCH_DEVICE:-cuda}" >"$OUT/torch.txt" 2>&1
   cat "$OUT/torch.txt" | tail -8
 fi
 
 if [ -n "$tools_dir" ] && [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
   step "compute-sanitizer memcheck on the per-op tests (capped at 90 s)"
-  timeout 90 compute-sanitizer --tool memcheck --print-limit 20 "$tools_dir/ir_test_ops" >"$LOGS/sanitizer.txt" 2>&1
+  timeout "$(cap 90)" compute-sanitizer --tool memcheck --print-limit 20 "$tools_dir/ir_test_ops" >"$LOGS/sanitizer.txt" 2>&1
   san_rc=$?
   grep -E "ERROR SUMMARY|Invalid|out of bounds" "$LOGS/sanitizer.txt" | head -10
   san_line="$(grep -E "ERROR SUMMARY" "$LOGS/sanitizer.txt" | tail -1)"
-  [ "$san_rc" = 124 ] && san_line="timed out after 90 s ${san_line}"
+  [ "$san_rc" = 124 ] && san_line="timed out (capped) ${san_line}"
 fi
 
 step "summary"
