@@ -25,6 +25,7 @@
 #include "../src/cuda/engine_kernels.cuh"
 #include "../src/cuda/gemm.cuh"
 #include "../src/cuda/ops.cuh"
+#include "ref_ops.h"
 
 using namespace ir::cuda;
 using ir::cuda::GemmArgs;
@@ -162,16 +163,7 @@ void test_patchify(int B, int S, int P) {
   const int G = S / P, K = 3 * P * P;
   auto px = rand_vec(static_cast<size_t>(B) * 3 * S * S, -2.f, 2.f);
   std::vector<double> ref(static_cast<size_t>(B) * G * G * K);
-  for (int b = 0; b < B; ++b)
-    for (int gy = 0; gy < G; ++gy)
-      for (int gx = 0; gx < G; ++gx)
-        for (int c = 0; c < 3; ++c)
-          for (int ky = 0; ky < P; ++ky)
-            for (int kx = 0; kx < P; ++kx) {
-              const size_t row = (static_cast<size_t>(b) * G + gy) * G + gx;
-              const float v = px[((static_cast<size_t>(b) * 3 + c) * S + gy * P + ky) * S + gx * P + kx];
-              ref[row * K + (c * P + ky) * P + kx] = tf(ft<T>(v));
-            }
+  ir::ref::vit_patchify(px.data(), B, S, P, [&](size_t i, float v) { ref[i] = tf(ft<T>(v)); });
   Dev<float> d_px(px);
   Dev<T> d_out(ref.size());
   const bool ran = run_op(vit_patchify<T>(d_px.ptr, d_out.ptr, B, S, P, nullptr), "vit_patchify");
@@ -192,16 +184,9 @@ void test_assemble(int B, int N, int W) {
   report("vit_assemble", "f32", shp({B, N + 1, W}), d_x.down(), ref, Metric::Exact, 0.0, ran);
 }
 
-// fp64 LayerNorm of one row
+// fp64 LayerNorm of one row (ref_ops.h)
 void ln_ref(const double* x, int n, const std::vector<float>& g, const std::vector<float>& be, double eps, double* y) {
-  double m = 0;
-  for (int i = 0; i < n; ++i) m += x[i];
-  m /= n;
-  double v = 0;
-  for (int i = 0; i < n; ++i) v += (x[i] - m) * (x[i] - m);
-  v /= n;
-  const double r = 1.0 / std::sqrt(v + eps);
-  for (int i = 0; i < n; ++i) y[i] = (x[i] - m) * r * g[i] + be[i];
+  ir::ref::layernorm_row(x, n, g.data(), be.data(), eps, y);
 }
 
 // ---- bert_embed_ln ---------------------------------------------------------------
@@ -272,30 +257,9 @@ void test_attention(const char* name, int B, int H, int Tq, int Tk, int qrs, lon
   }
   const float scale = 0.125f;
   std::vector<double> ref(static_cast<size_t>(B) * obs, 0.0);
-  std::vector<double> s(Tk);
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h)
-      for (int i = 0; i < Tq; ++i) {
-        const float* qi = &q[static_cast<size_t>(b) * qbs + static_cast<size_t>(i) * qrs + h * 64];
-        double mx = -1e300;
-        for (int j = 0; j < Tk; ++j) {
-          const float* kj = &kv[static_cast<size_t>(b) * kvbs + static_cast<size_t>(j) * kvrs + h * 64];
-          double d = 0;
-          for (int e = 0; e < 64; ++e) d += static_cast<double>(qi[e]) * kj[e];
-          d *= scale;
-          if (masked) d += (1.0 - mask[static_cast<size_t>(b) * Tk + j]) * -10000.0;
-          s[j] = d;
-          mx = std::max(mx, d);
-        }
-        double sum = 0;
-        for (int j = 0; j < Tk; ++j) sum += (s[j] = std::exp(s[j] - mx));
-        double* o = &ref[static_cast<size_t>(b) * obs + static_cast<size_t>(i) * ors + h * 64];
-        for (int e = 0; e < 64; ++e) {
-          double acc = 0;
-          for (int j = 0; j < Tk; ++j) acc += s[j] * kv[static_cast<size_t>(b) * kvbs + v_off + static_cast<size_t>(j) * kvrs + h * 64 + e];
-          o[e] = acc / sum;
-        }
-      }
+  ir::ref::attention([&](long i) { return static_cast<double>(q[static_cast<size_t>(i)]); }, qbs, qrs,
+                     [&](long i) { return static_cast<double>(kv[static_cast<size_t>(i)]); }, v_off, kvbs, kvrs, obs, ors, masked ? mask.data() : nullptr, B, H,
+                     Tq, Tk, scale, [&](long i, double v) { ref[static_cast<size_t>(i)] = v; });
   Dev<T> d_q(to_t<T>(q)), d_kv(to_t<T>(kv)), d_o(ref.size());
   Dev<int32_t> d_m(masked ? mask : std::vector<int32_t>(1, 1));
   // the reference leaves positions outside the written rows at 0: clear the device buffer too
@@ -343,8 +307,7 @@ void test_bias_gelu(long rows, int cols) {
   std::vector<double> ref(x.size());
   for (long r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) {
-      const double v = static_cast<double>(x[static_cast<size_t>(r) * cols + c]) + bias[c];
-      ref[static_cast<size_t>(r) * cols + c] = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+      ref[static_cast<size_t>(r) * cols + c] = ir::ref::gelu_erf(static_cast<double>(x[static_cast<size_t>(r) * cols + c]) + bias[c]);
     }
   Dev<float> d_x(x), d_b(bias);
   Dev<T> d_y(x.size());
@@ -399,10 +362,7 @@ template <typename T>
 void test_gelu_inplace(long n, bool misalign) {
   auto x = round_t<T>(rand_vec(static_cast<size_t>(n), -4.f, 4.f));
   std::vector<double> ref(n);
-  for (long i = 0; i < n; ++i) {
-    const double v = x[i];
-    ref[i] = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
-  }
+  for (long i = 0; i < n; ++i) ref[i] = ir::ref::gelu_erf(x[i]);
   const size_t off = misalign ? 1 : 0;  // one element: not 16-byte aligned (scalar path)
   Dev<T> d_x(static_cast<size_t>(n) + off);
   const auto xt = to_t<T>(x);

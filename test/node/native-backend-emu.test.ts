@@ -12,8 +12,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
 import { writeRandomModel } from '../../gpu-service/model/random-model.js';
+import { FIXTURE_IMAGES, SMALL_ENGINE_CONFIG as SMALL } from '../support/small-engine-model.js';
 import { OrtBackend } from '../../gpu-service/scorer/ort-backend.js';
 import { preprocessImage } from '../../gpu-service/preprocess/index.js';
 import { native } from '../../native/index.js';
@@ -25,12 +25,7 @@ const mustBuild = process.env.IMAGEREWARD_CUDA === 'ON';
 const present = mustBuild || existsSync(EMU_ADDON);
 const skipWhy = present ? '' : ' — skipped: imagereward_native_emu.node was not built (no CUDA headers on this machine)';
 
-const SMALL: ImageRewardConfig = {
-  vision: { width: 128, layers: 2, heads: 2, patch: 16, image: 224, mlpRatio: 4 },
-  text: { hidden: 128, layers: 2, heads: 2, intermediate: 512, vocab: 30524, maxPositions: 64, encoderWidth: 128 },
-  mlp: [128, 64, 32, 16, 8, 1],
-};
-const IMG_DIR = join(import.meta.dirname, '..', 'fixtures', 'preprocess', 'images');
+const IMG_DIR = FIXTURE_IMAGES;
 const IMAGES = ['rgb_lossy_300x280.webp', 'rgb_900x700.jpg', 'p_300x250.png', 'gif_trns_230x240.gif', 'rgba_premultiplied_300x260.png', 'l_230x250.jpg'];
 const S = 224;
 const PER = 3 * S * S;

@@ -23,8 +23,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
 import { writeRandomModel } from '../../gpu-service/model/random-model.js';
+import { FIXTURE_IMAGES, SMALL_ENGINE_CONFIG as SMALL } from '../support/small-engine-model.js';
 import { writeEngineRefs } from '../support/engine-refs.js';
 
 const EMU = join(import.meta.dirname, '..', '..', 'native', 'build', 'tools', 'ir_engine_emu');
@@ -33,11 +33,6 @@ const present = mustBuild || existsSync(EMU);
 const skipWhy = present ? '' : ' — skipped: ir_engine_emu was not built (no CUDA headers on this machine)';
 const run = promisify(execFile);
 
-const SMALL: ImageRewardConfig = {
-  vision: { width: 128, layers: 2, heads: 2, patch: 16, image: 224, mlpRatio: 4 },
-  text: { hidden: 128, layers: 2, heads: 2, intermediate: 512, vocab: 30524, maxPositions: 64, encoderWidth: 128 },
-  mlp: [128, 64, 32, 16, 8, 1],
-};
 const IMAGES = ['rgb_lossy_300x280.webp', 'rgb_900x700.jpg', 'p_300x250.png', 'gif_trns_230x240.gif'];
 const PROMPTS = [
   'a cat',
@@ -59,7 +54,7 @@ beforeAll(async () => {
     modelDir: model,
     config: SMALL,
     out: refs,
-    images: IMAGES.map((n) => join(import.meta.dirname, '..', 'fixtures', 'preprocess', 'images', n)),
+    images: IMAGES.map((n) => join(FIXTURE_IMAGES, n)),
     prompts: PROMPTS,
   });
 }, 120_000);

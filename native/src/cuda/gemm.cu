@@ -121,10 +121,7 @@ GemmRunner::Plan* GemmRunner::make_plan(const GemmArgs& g, BiasMode mode, std::s
 }
 
 GemmRunner::Plan* GemmRunner::plan_for(const GemmArgs& g) {
-  if (g.M <= 0 || g.N <= 0 || g.K <= 0 || !g.A || !g.W || !g.D)
-    throw EngineError(EngineErrorCode::BadInput, "GEMM: empty shape or null pointer (M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) +
-                                                     " K=" + std::to_string(g.K) + ")");
-  if (g.accumulate && !g.d_f32) throw EngineError(EngineErrorCode::BadInput, "GEMM: accumulate needs an fp32 output");
+  check_gemm_args(g);
   const bool has_bias = g.bias != nullptr || g.bias_t != nullptr;
   const Key key{g.M, g.N, g.K, g.d_f32, has_bias, g.accumulate};
   auto it = plans_.find(key);

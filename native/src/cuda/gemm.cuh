@@ -67,6 +67,15 @@ struct GemmArgs {
   bool accumulate = false;      // D += result (beta = 1, C = D); needs d_f32
 };
 
+// Throws EngineError(BadInput) for an empty shape, a null operand, or accumulation into a
+// T output (the residual stream is fp32). Shared by gemm.cu and the CPU emulation.
+inline void check_gemm_args(const GemmArgs& g) {
+  if (g.M <= 0 || g.N <= 0 || g.K <= 0 || !g.A || !g.W || !g.D)
+    throw EngineError(EngineErrorCode::BadInput, "GEMM: empty shape or null pointer (M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) +
+                                                     " K=" + std::to_string(g.K) + ")");
+  if (g.accumulate && !g.d_f32) throw EngineError(EngineErrorCode::BadInput, "GEMM: accumulate needs an fp32 output");
+}
+
 class GemmRunner {
  public:
   static constexpr size_t kWorkspaceBytes = 32u << 20;  // 32 MiB

@@ -28,6 +28,7 @@
 #include "cuda/engine_kernels.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/ops.cuh"
+#include "../ref_ops.h"
 
 namespace ir {
 
@@ -59,19 +60,9 @@ template <typename T> T ft(float v);
 template <> __nv_bfloat16 ft<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 template <> __half ft<__half>(float v) { return __float2half_rn(v); }
 
-double gelu_erf(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
+using ref::gelu_erf;
 
-// LayerNorm of one row in double, as torch defines it (biased variance).
-void ln_row(const double* x, int n, const float* g, const float* b, float eps, double* y) {
-  double m = 0;
-  for (int i = 0; i < n; ++i) m += x[i];
-  m /= n;
-  double v = 0;
-  for (int i = 0; i < n; ++i) v += (x[i] - m) * (x[i] - m);
-  v /= n;
-  const double r = 1.0 / std::sqrt(v + static_cast<double>(eps));
-  for (int i = 0; i < n; ++i) y[i] = (x[i] - m) * r * g[i] + b[i];
-}
+void ln_row(const double* x, int n, const float* g, const float* b, float eps, double* y) { ref::layernorm_row(x, n, g, b, eps, y); }
 
 }  // namespace
 
@@ -90,16 +81,7 @@ cudaError_t normalize_u8(const uint8_t* hwc, float* chw, int B, int S, const flo
 template <typename T>
 cudaError_t vit_patchify(const float* px, T* out, int B, int S, int P, cudaStream_t) {
   if (P <= 0 || S % P) return cudaErrorInvalidValue;
-  const int G = S / P, K = 3 * P * P;
-  for (int b = 0; b < B; ++b)
-    for (int gy = 0; gy < G; ++gy)
-      for (int gx = 0; gx < G; ++gx)
-        for (int c = 0; c < 3; ++c)
-          for (int ky = 0; ky < P; ++ky)
-            for (int kx = 0; kx < P; ++kx) {
-              const size_t row = (static_cast<size_t>(b) * G + gy) * G + gx;
-              out[row * K + (c * P + ky) * P + kx] = ft<T>(px[((static_cast<size_t>(b) * 3 + c) * S + gy * P + ky) * S + gx * P + kx]);
-            }
+  ref::vit_patchify(px, B, S, P, [&](size_t i, float v) { out[i] = ft<T>(v); });
   return cudaSuccess;
 }
 
@@ -146,30 +128,11 @@ cudaError_t layernorm(const float* x, const float* g, const float* be, float* y3
 template <typename T>
 cudaError_t attention(const AttnArgs<T>& a, cudaStream_t) {
   if (a.Tk < 1 || a.Tk > 256 || a.Tq < 1) return cudaErrorInvalidValue;
-  std::vector<double> s(a.Tk);
-  for (int b = 0; b < a.B; ++b)
-    for (int hd = 0; hd < a.H; ++hd)
-      for (int i = 0; i < a.Tq; ++i) {
-        const T* qi = a.q + b * a.q_batch_stride + static_cast<long>(i) * a.q_row_stride + hd * 64;
-        double mx = -1e300;
-        for (int j = 0; j < a.Tk; ++j) {
-          const T* kj = a.k + b * a.kv_batch_stride + static_cast<long>(j) * a.kv_row_stride + hd * 64;
-          double d = 0;
-          for (int e = 0; e < 64; ++e) d += static_cast<double>(tf(qi[e])) * tf(kj[e]);
-          d *= a.scale;
-          if (a.mask) d += (1.0 - a.mask[static_cast<long>(b) * a.Tk + j]) * -10000.0;
-          s[j] = d;
-          mx = std::max(mx, d);
-        }
-        double sum = 0;
-        for (int j = 0; j < a.Tk; ++j) sum += (s[j] = std::exp(s[j] - mx));
-        T* o = a.out + b * a.out_batch_stride + static_cast<long>(i) * a.out_row_stride + hd * 64;
-        for (int e = 0; e < 64; ++e) {
-          double acc = 0;
-          for (int j = 0; j < a.Tk; ++j) acc += s[j] * tf(a.v[b * a.kv_batch_stride + static_cast<long>(j) * a.kv_row_stride + hd * 64 + e]);
-          o[e] = ft<T>(static_cast<float>(acc / sum));
-        }
-      }
+  // k and v are read through one accessor based at k (v sits v − k elements away).
+  ref::attention([&](long i) { return static_cast<double>(tf(a.q[i])); }, a.q_batch_stride, a.q_row_stride,
+                 [&](long i) { return static_cast<double>(tf(a.k[i])); }, static_cast<long>(a.v - a.k), a.kv_batch_stride, a.kv_row_stride,
+                 a.out_batch_stride, a.out_row_stride, a.mask, a.B, a.H, a.Tq, a.Tk, a.scale,
+                 [&](long i, double v) { a.out[i] = ft<T>(static_cast<float>(v)); });
   return cudaSuccess;
 }
 
@@ -235,10 +198,7 @@ GemmRunner::GemmRunner(bool fp16, cudaStream_t stream) : fp16_(fp16), stream_(st
 GemmRunner::~GemmRunner() = default;
 
 GemmRunner::Plan* GemmRunner::plan_for(const GemmArgs& g) {
-  if (g.M <= 0 || g.N <= 0 || g.K <= 0 || !g.A || !g.W || !g.D)
-    throw EngineError(EngineErrorCode::BadInput, "GEMM: empty shape or null pointer (M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) +
-                                                     " K=" + std::to_string(g.K) + ")");
-  if (g.accumulate && !g.d_f32) throw EngineError(EngineErrorCode::BadInput, "GEMM: accumulate needs an fp32 output");
+  check_gemm_args(g);
   const Key key{g.M, g.N, g.K, g.d_f32, g.bias != nullptr || g.bias_t != nullptr, g.accumulate};
   auto& p = plans_[key];
   if (!p) p = std::make_unique<Plan>();
