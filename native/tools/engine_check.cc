@@ -3,6 +3,7 @@
 //
 //   engine_check --model <dir> [--refs <dir | refs.json | refs.bin>] [--bench] [--batches 1,8,32,128,256]
 //                [--seconds 3] [--peak-tflops 989] [--fp16] [--no-graphs] [--streams 2] [--fc1-t] [--bar 0.02]
+//                [--pairs N]   (parity on the first N reference pairs only: slow CPU emulation)
 //   (--fc1-t: sets IMAGEREWARD_FC1_T=1, the ViT fc1 → T + in-place GELU path of engine.cu)
 //   engine_check --model <dir> --check-model      (host only: parse + validate, no GPU)
 //
@@ -49,12 +50,12 @@ struct Args {
   bool bench = false, check_model = false, fp16 = false, graphs = true;
   std::vector<int> batches = {1, 8, 32, 128, 256};
   double seconds = 3, peak_tflops = 989, bar = 0.02;
-  int streams = 2;
+  int streams = 2, pairs = 0;
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr, "engine_check: %s\nusage: engine_check --model <dir> [--refs <dir|refs.json>] [--bench] [--batches 1,8,32] [--seconds 3] "
-                       "[--peak-tflops 989] [--fp16] [--no-graphs] [--streams 2] [--fc1-t] [--bar 0.02] | --model <dir> --check-model\n", msg);
+                       "[--peak-tflops 989] [--fp16] [--no-graphs] [--streams 2] [--fc1-t] [--bar 0.02] [--pairs N] | --model <dir> --check-model\n", msg);
   std::exit(2);
 }
 
@@ -76,6 +77,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--seconds") a.seconds = std::atof(val().c_str());
     else if (k == "--peak-tflops") a.peak_tflops = std::atof(val().c_str());
     else if (k == "--bar") a.bar = std::atof(val().c_str());
+    else if (k == "--pairs") a.pairs = std::atoi(val().c_str());
     else if (k == "--streams") a.streams = std::atoi(val().c_str());
     else if (k == "--batches") {
       a.batches.clear();
@@ -379,6 +381,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<Refs> refs;
     if (!a.refs.empty()) {
       refs = std::make_unique<Refs>(load_refs(a.refs));
+      if (a.pairs > 0 && a.pairs < refs->pairs) refs->pairs = a.pairs;  // arrays stay; only the first N are used
       ok = parity(*e, *refs, o.max_batch, a.streams, a.bar, &rows);
     }
     if (a.bench) {
