@@ -78,8 +78,10 @@ export interface NativeBuildInfo {
 // ---- CUDA engine (native/src/engine_binding.cc over native/src/cuda/engine.h) -----
 // Present only when the addon was built with CUDA (buildInfo().cuda). Every GPU call
 // runs on the libuv pool; input typed arrays are read in place while a call is
-// pending, so do not mutate them until its promise settles. Rejections carry a
-// `code` (NativeEngineErrorCode). ENGINE_OOM: retry with a smaller batch.
+// pending, so do not mutate them until its promise settles. The promise-returning
+// methods never throw: every failure is a rejection carrying a `code`
+// (NativeEngineErrorCode; bad arguments are a TypeError / RangeError with code
+// ENGINE_BAD_INPUT). ENGINE_OOM: retry with a smaller batch.
 // ENGINE_DEVICE_LOST: sticky; `lost` turns true and the engine must be recreated.
 
 export type NativeEngineErrorCode =

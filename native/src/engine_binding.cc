@@ -104,10 +104,10 @@ class NativeEngine final : public Napi::ObjectWrap<NativeEngine> {
   static Napi::Function Class(Napi::Env env) {
     return DefineClass(env, "NativeEngine",
                        {
-                           InstanceMethod<&NativeEngine::EncodeImages>("encodeImages"),
-                           InstanceMethod<&NativeEngine::EncodeImagesU8>("encodeImagesU8"),
-                           InstanceMethod<&NativeEngine::ScoreText>("scoreText"),
-                           InstanceMethod<&NativeEngine::Forward>("forward"),
+                           InstanceMethod<&NativeEngine::EncodeImagesAsync>("encodeImages"),
+                           InstanceMethod<&NativeEngine::EncodeImagesU8Async>("encodeImagesU8"),
+                           InstanceMethod<&NativeEngine::ScoreTextAsync>("scoreText"),
+                           InstanceMethod<&NativeEngine::ForwardAsync>("forward"),
                            InstanceMethod<&NativeEngine::Dispose>("dispose"),
                            InstanceMethod<&NativeEngine::DeviceInfo>("deviceInfo"),
                            InstanceAccessor<&NativeEngine::Lost>("lost"),
@@ -123,6 +123,21 @@ class NativeEngine final : public Napi::ObjectWrap<NativeEngine> {
   }
 
  private:
+  // The promise-returning methods never throw: a disposed or lost engine and bad arguments
+  // (TypeError / RangeError, given code ENGINE_BAD_INPUT) become rejections, like the
+  // engine's own errors — one way for callers to handle every failure.
+  Napi::Value Async(const Napi::CallbackInfo& info, Napi::Value (NativeEngine::*body)(const Napi::CallbackInfo&)) {
+    try {
+      return (this->*body)(info);
+    } catch (const Napi::Error& e) {
+      Napi::Object err = e.Value();
+      if (!err.Has("code")) err.Set("code", Napi::String::New(info.Env(), "ENGINE_BAD_INPUT"));
+      auto d = Napi::Promise::Deferred::New(info.Env());
+      d.Reject(err);
+      return d.Promise();
+    }
+  }
+
   std::shared_ptr<Engine> Live(Napi::Env env) {
     if (!engine_) throw CodedError(env, "ENGINE_DISPOSED", "the engine was disposed");
     if (engine_->lost()) throw CodedError(env, "ENGINE_DEVICE_LOST", "the engine hit a sticky device error and is unusable; create a new one");
@@ -139,6 +154,7 @@ class NativeEngine final : public Napi::ObjectWrap<NativeEngine> {
   }
 
   // encodeImages(pixels: Float32Array [B,3,S,S], batch) → Promise<Float32Array [B,197,width]>
+  Napi::Value EncodeImagesAsync(const Napi::CallbackInfo& info) { return Async(info, &NativeEngine::EncodeImages); }
   Napi::Value EncodeImages(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto e = Live(env);
@@ -160,6 +176,7 @@ class NativeEngine final : public Napi::ObjectWrap<NativeEngine> {
   }
 
   // encodeImagesU8(hwc: Uint8Array [B,S,S,3], batch) → Promise<Float32Array [B,197,width]>
+  Napi::Value EncodeImagesU8Async(const Napi::CallbackInfo& info) { return Async(info, &NativeEngine::EncodeImagesU8); }
   Napi::Value EncodeImagesU8(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto e = Live(env);
@@ -212,6 +229,7 @@ class NativeEngine final : public Napi::ObjectWrap<NativeEngine> {
   }
 
   // scoreText(ids, mask: Int32Array [B,35], embeds: Float32Array [B,197,width], batch) → Promise<{reward, raw}>
+  Napi::Value ScoreTextAsync(const Napi::CallbackInfo& info) { return Async(info, &NativeEngine::ScoreText); }
   Napi::Value ScoreText(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto e = Live(env);
@@ -242,6 +260,7 @@ class NativeEngine final : public Napi::ObjectWrap<NativeEngine> {
   }
 
   // forward(pixels: Float32Array [B,3,S,S], ids, mask: Int32Array [B,35], batch) → Promise<{reward, raw}>
+  Napi::Value ForwardAsync(const Napi::CallbackInfo& info) { return Async(info, &NativeEngine::Forward); }
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto e = Live(env);

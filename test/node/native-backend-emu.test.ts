@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeRandomModel } from '../../gpu-service/model/random-model.js';
 import { FIXTURE_IMAGES, SMALL_ENGINE_CONFIG as SMALL } from '../support/small-engine-model.js';
 import { OrtBackend } from '../../gpu-service/scorer/ort-backend.js';
-import { preprocessImage } from '../../gpu-service/preprocess/index.js';
+import { MEAN, STD, preprocessImage } from '../../gpu-service/preprocess/index.js';
 import { native } from '../../native/index.js';
 import { NativeBackend, NativeBackendError } from '../../gpu-service/scorer/native-backend.js';
 import { startServeProcess, type ServeProcess } from '../support/serve-process.js';
@@ -149,6 +149,66 @@ describe(`NativeBackend over the emulated engine (imagereward_native_emu.node)${
     }
     const after = await b.encodeImages(pixels.slice(0, PER), 1).then(() => null, (e: unknown) => e);
     expect((after as { code?: string } | null)?.code).toBe('ENGINE_DISPOSED');
+  });
+
+  it.skipIf(!present)('encodeImagesU8 (normalized on the device) equals encodeImages of the CPU-normalized pixels, bit for bit', async () => {
+    const engine = await native!.engine!.load({ modelDir, maxBatch: 4 });
+    try {
+      const B = 3;
+      const u8 = new Uint8Array(B * S * S * 3);
+      let x = 12345;
+      for (let i = 0; i < u8.length; i++) u8[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+      const px = new Float32Array(B * PER);
+      for (let b = 0; b < B; b++) px.set(native!.preprocess.cropNormalize(u8.subarray(b * S * S * 3, (b + 1) * S * S * 3), S, S, 0, 0, S, MEAN, STD), b * PER);
+      const [fromU8, fromF32] = [await engine.encodeImagesU8(u8, B), await engine.encodeImages(px, B)];
+      expect(fromU8.length).toBe(B * 197 * 128);
+      expect(Buffer.from(fromU8.buffer).equals(Buffer.from(fromF32.buffer))).toBe(true);
+      // the whole pass in one call equals its two halves
+      const { ids, mask } = prompt(B);
+      const ids32 = Int32Array.from(ids, Number);
+      const mask32 = Int32Array.from(mask, Number);
+      const whole = await engine.forward(px, ids32, mask32, B);
+      const halves = await engine.scoreText(ids32, mask32, fromF32, B);
+      expect(maxAbsDiff(whole.reward, halves.reward)).toBeLessThanOrEqual(1e-6);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it.skipIf(!present)('dispose while calls are in flight: every call settles, later calls reject ENGINE_DISPOSED, no crash', async () => {
+    const engine = await native!.engine!.load({ modelDir, maxBatch: 8, streams: 2 });
+    const calls = [engine.encodeImages(new Float32Array(8 * PER), 8), engine.encodeImages(new Float32Array(4 * PER), 4)];
+    await engine.dispose();
+    const settled = await Promise.allSettled(calls);
+    for (const r of settled) {
+      if (r.status === 'fulfilled') expect(r.value.length).toBeGreaterThan(0);
+      else expect((r.reason as { code?: string }).code).toBe('ENGINE_DISPOSED');
+    }
+    // a promise, never a synchronous throw: .then / .catch see every failure
+    const later = await engine.encodeImages(new Float32Array(PER), 1).then(() => null, (e: unknown) => e);
+    expect((later as { code?: string } | null)?.code).toBe('ENGINE_DISPOSED');
+  });
+
+  it.skipIf(!present)('bad arguments to the engine itself reject (TypeError / RangeError with code ENGINE_BAD_INPUT), never throw', async () => {
+    const engine = await native!.engine!.load({ modelDir, maxBatch: 2 });
+    try {
+      const bad: [string, () => Promise<unknown>, ErrorConstructor][] = [
+        ['pixels not a Float32Array', () => engine.encodeImages(new Float64Array(PER) as unknown as Float32Array, 1), TypeError],
+        ['batch 0', () => engine.encodeImages(new Float32Array(PER), 0), RangeError],
+        ['batch over maxBatch', () => engine.encodeImagesU8(new Uint8Array(3 * S * S * 3), 3), RangeError],
+        ['ids too short', () => engine.scoreText(new Int32Array(34), new Int32Array(35), new Float32Array(197 * 128), 1), RangeError],
+        ['mask value 2', () => engine.forward(new Float32Array(PER), new Int32Array(35), new Int32Array(35).fill(2), 1), RangeError],
+      ];
+      for (const [what, call, cls] of bad) {
+        let promise: Promise<unknown> | undefined;
+        expect(() => (promise = call()), what).not.toThrow();
+        const err = await promise!.then(() => null, (e: unknown) => e);
+        expect(err, what).toBeInstanceOf(cls);
+        expect((err as { code?: string }).code, what).toBe('ENGINE_BAD_INPUT');
+      }
+    } finally {
+      await engine.dispose();
+    }
   });
 
   it.skipIf(!present)('device memory too small for the weights: load rejects with ENGINE_OOM', async () => {
