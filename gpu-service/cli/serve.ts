@@ -31,6 +31,10 @@ Options:
   --max-batch <n>         most images per forward pass (default 64 on the CUDA engine, 8 on ORT)
   --devices <i,j,…>       CUDA engine: one engine per listed GPU, batches run side by side
                           (default: GPU 0)
+  --streams <n>           CUDA engine: batches in flight per GPU, each on its own stream
+                          (default 2)
+  --dtype <bf16|fp16>     CUDA engine: storage type of weights and activations (default
+                          bf16; fp32 accumulation either way; fp16 is closer to fp32)
   --replicas <n>          ONNX Runtime: n sessions running batches side by side (each
                           holds its own weights; default 1)
   --max-wait-ms <n>       how long a batch waits to fill up (default 5)
@@ -74,6 +78,8 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
       'trust-tenant-header': { type: 'boolean' },
       'max-batch': s,
       devices: s,
+      streams: s,
+      dtype: s,
       replicas: s,
       'max-wait-ms': s,
       'max-queued-images': s,
@@ -122,6 +128,10 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
     if (!Number.isSafeInteger(n) || n < 0) throw new CliError(`--devices takes GPU indices like 0,1 (got "${v.devices ?? ''}")`, EXIT.usage);
     return n;
   });
+  const streams = num('--streams', v.streams);
+  if (streams !== undefined && streams > 8) throw new CliError(`--streams must be 1..8 (got ${streams})`, EXIT.usage);
+  const dtype = v.dtype;
+  if (dtype !== undefined && dtype !== 'bf16' && dtype !== 'fp16') throw new CliError(`--dtype must be bf16 or fp16 (got "${dtype}")`, EXIT.usage);
   const maxWaitMs = positiveInt('--max-wait-ms', v['max-wait-ms'], true);
   const maxQueuedImages = num('--max-queued-images', v['max-queued-images']);
   const cacheMb = positiveInt('--cache-mb', v['cache-mb'], true);
@@ -156,6 +166,7 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
     ...(preprocessWorkers !== undefined ? { preprocessWorkers } : {}),
     ...(drainMs !== undefined ? { drainMs } : {}),
     ...(threads !== undefined ? { ort: { intraOpNumThreads: threads } } : {}),
+    ...(streams !== undefined || dtype !== undefined ? { native: { ...(streams !== undefined ? { streams } : {}), ...(dtype !== undefined ? { dtype } : {}) } } : {}),
   };
   try {
     await startServer(opts);

@@ -15,6 +15,8 @@ export interface ScoringBackend {
   /** image_embeds per image: [embedTokens, embedWidth]. */
   readonly embedTokens: number;
   readonly embedWidth: number;
+  /** Batches this backend runs at once (the CUDA engine: one per stream). Default 1. */
+  readonly concurrency?: number;
   /** pixels [B,3,S,S] → image embeds [B,embedTokens,embedWidth]. The buffer may be transferred (unusable after). */
   encodeImages(pixels: Float32Array, batch: number): Promise<Float32Array>;
   /** ids/mask [B,textLength] and image embeds → normalized reward and raw head output [B]. */

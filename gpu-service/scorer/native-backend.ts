@@ -46,8 +46,15 @@ export class NativeBackend implements ScoringBackend {
   readonly textLength: number;
   readonly embedTokens: number;
   readonly embedWidth: number;
+  /** The engine's streams: that many batches are in flight at once (host staging of one
+   *  overlaps the GPU work of another). */
+  readonly concurrency: number;
 
-  private constructor(private readonly engine: NativeEngine) {
+  private constructor(
+    private readonly engine: NativeEngine,
+    streams: number,
+  ) {
+    this.concurrency = streams;
     const c = engine.config;
     this.imageSize = c.imageSize;
     this.textLength = c.textLength;
@@ -59,7 +66,8 @@ export class NativeBackend implements ScoringBackend {
     const why = nativeEngineUnavailable();
     if (why !== null) throw new NativeBackendError('NATIVE_UNAVAILABLE', why);
     try {
-      return new NativeBackend(await native!.engine!.load({ modelDir, ...opts }));
+      // 2 is the engine's default, 8 its most (native/src/cuda/engine.cu)
+      return new NativeBackend(await native!.engine!.load({ modelDir, ...opts }), Math.min(8, Math.max(1, opts.streams ?? 2)));
     } catch (err) {
       throw wrapError(err);
     }

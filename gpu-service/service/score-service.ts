@@ -415,7 +415,7 @@ class Engine implements ScoreService {
   private running = 0;
   private peakRunning = 0;
   private readonly maxSiblingWaitMs: number;
-  private readonly idle: ScoringBackend[];
+  private idle: ScoringBackend[];
   private readonly dead = new Set<ScoringBackend>();
   private readonly engine: ScoringBackend;
   private batchTimer: NodeJS.Timeout | undefined;
@@ -456,11 +456,13 @@ class Engine implements ScoreService {
   ) {
     this.maxSiblingWaitMs = siblingWaitMs;
     this.engine = engines[0]!;
-    this.idle = [...engines];
+    // A backend that runs several batches at once (the CUDA engine's streams) is idle
+    // that many times over.
+    this.idle = engines.flatMap((e) => Array.from({ length: Math.max(1, e.concurrency ?? 1) }, () => e));
     this.backend = this.engine.name;
     const r = metrics;
     r.gauge('imagereward_backends', 'Backends (GPUs, or ONNX Runtime replicas) in the rotation.').collect(() => this.engines.length - this.dead.size);
-    r.gauge('imagereward_batches_in_flight', 'Batches running now (at most one per backend).').collect(() => this.running);
+    r.gauge('imagereward_batches_in_flight', 'Batches running now (at most one per backend, or one per CUDA stream).').collect(() => this.running);
     r.gauge('imagereward_batches_in_flight_peak', 'Most batches that ran at once since start.').collect(() => this.peakRunning);
     r.gauge('imagereward_process_resident_memory_bytes', 'Resident memory of the service process (host side; ONNX Runtime weights live here).').collect(() => process.memoryUsage.rss());
     // Device memory of the CUDA engine(s), summed over GPUs.
@@ -891,6 +893,7 @@ class Engine implements ScoreService {
       const code = (e as Error & { code?: string })?.code;
       if ((e?.name === 'OrtBackendError' && /crashed|exited|disposed/.test(e.message)) || code === 'ENGINE_DEVICE_LOST') {
         this.dead.add(engine);
+        this.idle = this.idle.filter((e) => e !== engine);
         if (this.dead.size === this.engines.length) this.healthy = false;
       }
       for (const it of items) {

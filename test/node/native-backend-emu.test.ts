@@ -279,6 +279,34 @@ describe(`imagereward serve --backend native over the emulated engine${skipWhy}`
     expect(d.status).toBe(200);
     expect(await metric(small.url, 'imagereward_oom_backoffs_total')).toBe(before);
   }, 120_000);
+
+  it.skipIf(!present)('--streams 2 runs two batches at once on one engine; --dtype fp16 is within 1e-3 of ONNX Runtime', async () => {
+    const [two, fp16, ortServe] = await Promise.all([
+      startServeProcess({ modelDir, apiKey: KEY, backend: 'native', extraArgs: ['--streams', '2', '--max-batch', '2', '--max-wait-ms', '0'], env: { IMAGEREWARD_NATIVE_ADDON: EMU_ADDON } }),
+      startServeProcess({ modelDir, apiKey: KEY, backend: 'native', extraArgs: ['--dtype', 'fp16'], env: { IMAGEREWARD_NATIVE_ADDON: EMU_ADDON } }),
+      startServeProcess({ modelDir, apiKey: KEY }),
+    ]);
+    servers.push(two, fp16, ortServe);
+    const answers = await Promise.all([0, 1, 2, 3].map((k) => score(two.url, IMAGES.slice(k, k + 2))));
+    for (const a of answers) expect(a.status, JSON.stringify(a.body)).toBe(200);
+    expect(await metric(two.url, 'imagereward_batches_in_flight_peak')).toBe(2);
+    const [h, r] = [await score(fp16.url, IMAGES), await score(ortServe.url, IMAGES)];
+    expect(h.status).toBe(200);
+    expect(maxAbsDiff(h.body.rewards!, r.body.rewards!)).toBeLessThanOrEqual(1e-3);
+    expect(h.body.ranking).toEqual(r.body.ranking);
+  }, 120_000);
+
+  it.skipIf(!present)('refuses bad engine flags with a usage error', async () => {
+    const { execFile } = await import('node:child_process');
+    const bin = join(import.meta.dirname, '..', '..', 'bin', 'imagereward.js');
+    for (const [flag, value, msg] of [['--dtype', 'fp8', /--dtype must be bf16 or fp16/], ['--streams', '9', /--streams must be 1\.\.8/], ['--streams', '0', /--streams must be a positive integer/]] as const) {
+      const r = await new Promise<{ code: number; err: string }>((resolve) => {
+        execFile(process.execPath, [bin, 'serve', '--model', modelDir, flag, value], (err, _o, stderr) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, err: stderr }));
+      });
+      expect(r.code, `${flag} ${value}`).toBe(2);
+      expect(r.err).toMatch(msg);
+    }
+  });
 });
 
 describe(`imagereward score --backend native over the emulated engine${skipWhy}`, () => {
