@@ -51,6 +51,7 @@ export const ERROR_CODES = {
   // the service
   queue_full: { status: 503, retryAfter: true, description: 'The scoring queue is full; retry after Retry-After seconds (or on another origin).' },
   not_ready: { status: 503, retryAfter: true, description: 'The model is still loading.' },
+  backend_failed: { status: 503, retryAfter: true, description: "Every model backend of this service failed for good (a lost GPU: a sticky CUDA error). It answers this until restarted, and /healthz fails so a supervisor restarts it; retry on another origin." },
   shutting_down: { status: 503, retryAfter: true, description: 'The service is draining for shutdown; retry on another origin.' },
   origin_unavailable: { status: 503, retryAfter: true, description: 'The edge found no healthy GPU origin (all down, failing or circuit-open); retry after Retry-After seconds.' },
   bad_origin_response: { status: 502, description: 'A GPU origin answered something that is not a valid API response.' },

@@ -73,6 +73,8 @@ export interface ScoringService {
   readonly skippedBackends: readonly { name: string; reason: string }[];
   score(req: ServiceScoreRequest): Promise<ServiceScoreOutcome>;
   ready(): boolean;
+  /** Why the service can never be ready again (every backend failed for good), or null. */
+  failure?(): string | null;
   readonly metrics: { render(): string };
 }
 
@@ -336,6 +338,7 @@ function serviceFailure(err: unknown): ApiFailure | undefined {
   if (code === 'canceled' || name === 'CanceledError' || name === 'AbortError') return new ApiFailure('canceled', 'the client went away');
   if (code === 'service_closed' || code === 'shutting_down' || name === 'ServiceClosedError') return new ApiFailure('shutting_down', 'the service is shutting down; retry on another origin');
   if (code === 'not_ready') return new ApiFailure('not_ready', 'the model is still loading');
+  if (code === 'backend_failed') return new ApiFailure('backend_failed', err.message);
   // The service's own request checks (RequestLimitError: too_many_images, prompt_too_long, invalid_request).
   const status = (err as { status?: unknown }).status;
   if (typeof code === 'string' && isErrorCode(code) && typeof status === 'number' && status >= 400 && status < 500) {
@@ -346,6 +349,12 @@ function serviceFailure(err: unknown): ApiFailure | undefined {
 
 interface Scorer {
   (c: Ctx, prompt: string, items: PreparedImage[], startedAt: number): Promise<ScoreResponse>;
+}
+
+/** 503 while the model loads (not_ready), or for good once every backend failed (backend_failed). */
+function notReadyFailure(service: ScoringService): ApiFailure {
+  const failed = service.failure?.();
+  return failed ? new ApiFailure('backend_failed', failed) : new ApiFailure('not_ready', 'the model is still loading');
 }
 
 function makeScorer(opts: AppOptions, limits: ApiLimits): Scorer {
@@ -371,7 +380,7 @@ function makeScorer(opts: AppOptions, limits: ApiLimits): Scorer {
   }
 
   return async function score(c, prompt, prepared, startedAt) {
-    if (!service.ready()) throw new ApiFailure('not_ready', 'the model is still loading');
+    if (!service.ready()) throw notReadyFailure(service);
     const signal = AbortSignal.any([c.req.raw.signal, c.get('abort').signal]);
     const items = await resolveUrls(prepared, signal);
     const n = items.length;
@@ -541,11 +550,20 @@ export function createApp(opts: AppOptions): Hono<Env> {
 
   app.route('/v1', v1);
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' as const }));
+  // Liveness fails only when the process can never serve again (every backend lost):
+  // a supervisor (systemd, Kubernetes) restarts it; loading and draining stay "alive".
+  app.get('/healthz', (c) => {
+    const failed = service.failure?.();
+    if (failed) return problemReply(c, 'backend_failed', failed);
+    return c.json({ status: 'ok' as const });
+  });
 
   app.get('/readyz', (c) => {
     if (opts.isDraining?.()) return problemReply(c, 'shutting_down', 'the service is draining for shutdown');
-    if (!service.ready()) return problemReply(c, 'not_ready', 'the model is still loading');
+    if (!service.ready()) {
+      const f = notReadyFailure(service);
+      return problemReply(c, f.code, f.message);
+    }
     return c.json({ status: 'ready' as const, model: service.modelId });
   });
 

@@ -8,6 +8,10 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { ApiLimits } from '../../contracts/api/index.js';
 import { createApp, type FetchImage, type LogEntry, type ScoringService } from './app.js';
 
+/** Exit status of `imagereward serve` after every backend failed for good (EX_TEMPFAIL). */
+export const EXIT_BACKEND_FAILED = 75;
+const FAILED_EXIT_DELAY_MS = 5_000;
+
 export interface ClosableService extends ScoringService {
   close(opts?: { drainMs?: number }): Promise<void>;
 }
@@ -156,6 +160,21 @@ export async function listen<S extends ClosableService>(service: S, opts: Listen
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
+
+    // Every backend failed for good (a lost GPU needs a new process and CUDA context): keep
+    // answering 503 backend_failed for a few seconds so callers and the edge see why, then
+    // stop and exit 75 (EX_TEMPFAIL) so the supervisor (systemd Restart=on-failure, a
+    // container restart policy) starts a fresh process.
+    const watch = setInterval(() => {
+      const failed = service.failure?.();
+      if (!failed) return;
+      clearInterval(watch);
+      print(`imagereward serve: ${failed}; exiting in ${FAILED_EXIT_DELAY_MS / 1000} s (exit ${EXIT_BACKEND_FAILED}) for a restart`);
+      setTimeout(() => {
+        close().finally(() => process.exit(EXIT_BACKEND_FAILED));
+      }, FAILED_EXIT_DELAY_MS).unref();
+    }, 1_000);
+    watch.unref();
   }
 
   return { url, port, service, inFlight: () => inFlight, close };

@@ -133,6 +133,9 @@ export interface ScoreService {
   score(req: ScoreRequest): Promise<ScoreOutcome>;
   /** Model loaded, backend healthy, not closing. */
   ready(): boolean;
+  /** Why the service can never be ready again — every backend failed for good (a lost
+   *  GPU, a crashed ONNX Runtime worker) — or null. */
+  failure(): string | null;
   readonly metrics: Metrics;
   /** Images admitted and not yet answered (the number bounded by maxQueuedImages). */
   queuedImages(): number;
@@ -403,6 +406,7 @@ class Engine implements ScoreService {
   private closing = false;
   private closed: Promise<void> | undefined;
   private healthy = true;
+  private failedBecause: string | null = null;
   private live = 0;
   private seq = 0;
   private batchSeq = 0;
@@ -504,6 +508,10 @@ class Engine implements ScoreService {
 
   ready(): boolean {
     return this.healthy && !this.closing;
+  }
+
+  failure(): string | null {
+    return this.healthy ? null : this.failedBecause;
   }
 
   queuedImages(): number {
@@ -894,7 +902,11 @@ class Engine implements ScoreService {
       if ((e?.name === 'OrtBackendError' && /crashed|exited|disposed/.test(e.message)) || code === 'ENGINE_DEVICE_LOST') {
         this.dead.add(engine);
         this.idle = this.idle.filter((e) => e !== engine);
-        if (this.dead.size === this.engines.length) this.healthy = false;
+        console.error(`[imagereward] ${engine.name} backend removed from the rotation: ${code ?? e.name}: ${e.message}`);
+        if (this.dead.size === this.engines.length) {
+          this.healthy = false;
+          this.failedBecause = `every model backend failed (${code ?? e.name}: ${e.message}); restart the service`;
+        }
       }
       for (const it of items) {
         it.pixels = undefined;

@@ -296,6 +296,32 @@ describe(`imagereward serve --backend native over the emulated engine${skipWhy}`
     expect(h.body.ranking).toEqual(r.body.ranking);
   }, 120_000);
 
+  it.skipIf(!present)('a sticky device error: that batch 500, then backend_failed 503 on every call and /healthz, then exit 75 for a restart', async () => {
+    // The emulated device is lost after 6 stream synchronizations (load + the first request).
+    const s = await startServeProcess({ modelDir, apiKey: KEY, backend: 'native', extraArgs: ['--streams', '1'], env: { IMAGEREWARD_NATIVE_ADDON: EMU_ADDON, IMAGEREWARD_EMU_STICKY_AFTER: '6' } });
+    servers.push(s);
+    const first = await score(s.url, IMAGES.slice(0, 1));
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
+    const hit = await score(s.url, IMAGES.slice(1, 2));
+    expect(hit.status).toBe(500);
+    expect(JSON.stringify(hit.body)).toMatch(/cudaErrorIllegalAddress/);
+    for (const path of ['/healthz', '/readyz']) {
+      const r = await fetch(`${s.url}${path}`);
+      expect(r.status, path).toBe(503);
+      const p = (await r.json()) as { code: string; detail: string };
+      expect(p.code, path).toBe('backend_failed');
+      expect(p.detail).toMatch(/ENGINE_DEVICE_LOST.*restart the service/);
+    }
+    const after = await score(s.url, IMAGES.slice(2, 3));
+    expect(after.status).toBe(503);
+    expect((after.body as { code?: string }).code).toBe('backend_failed');
+    // no crash: it answers, then stops on its own with EX_TEMPFAIL so a supervisor restarts it
+    expect(s.child.exitCode).toBeNull();
+    await s.exited;
+    expect(s.child.exitCode).toBe(75);
+  }, 60_000);
+
   it.skipIf(!present)('refuses bad engine flags with a usage error', async () => {
     const { execFile } = await import('node:child_process');
     const bin = join(import.meta.dirname, '..', '..', 'bin', 'imagereward.js');

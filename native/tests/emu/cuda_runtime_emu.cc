@@ -7,6 +7,9 @@
 // the engine must fall back to eager execution, which is what this build exercises.
 // IMAGEREWARD_EMU_MEMORY caps the "device" memory (bytes) so out-of-memory paths can be
 // driven from a test: an allocation past the cap fails with cudaErrorMemoryAllocation.
+// IMAGEREWARD_EMU_STICKY_AFTER=n loses the "device" after n successful stream
+// synchronizations: from then on every work call answers cudaErrorIllegalAddress, as a
+// real context does after a sticky error (the engine must mark itself lost).
 #include <cuda_runtime_api.h>
 
 #include <atomic>
@@ -35,11 +38,23 @@ cudaError_t fail(cudaError_t e) {
   return e;
 }
 
+std::atomic<long> g_syncs{0};
+std::atomic<bool> g_lost{false};
+bool lost() { return g_lost.load(); }
+void count_sync() {
+  static const long after = [] {
+    const char* v = std::getenv("IMAGEREWARD_EMU_STICKY_AFTER");
+    return v && *v ? std::strtol(v, nullptr, 10) : -1L;
+  }();
+  if (after >= 0 && g_syncs.fetch_add(1) >= after) g_lost = true;
+}
+
 }  // namespace
 
 extern "C" {
 
 cudaError_t CUDARTAPI cudaMalloc(void** p, size_t n) {
+  if (lost()) return fail(cudaErrorIllegalAddress);
   if (!p) return fail(cudaErrorInvalidValue);
   std::lock_guard<std::mutex> l(g_mu);
   if (g_used + n > cap_bytes()) {
@@ -77,22 +92,28 @@ cudaError_t CUDARTAPI cudaFreeHost(void* p) {
 }
 
 cudaError_t CUDARTAPI cudaMemcpy(void* d, const void* s, size_t n, enum cudaMemcpyKind) {
+  if (lost()) return fail(cudaErrorIllegalAddress);
   if (n) std::memmove(d, s, n);
   return cudaSuccess;
 }
 
 cudaError_t CUDARTAPI cudaMemcpyAsync(void* d, const void* s, size_t n, enum cudaMemcpyKind, cudaStream_t) {
+  if (lost()) return fail(cudaErrorIllegalAddress);
   if (n) std::memmove(d, s, n);
   return cudaSuccess;
 }
 
 cudaError_t CUDARTAPI cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) {
+  if (lost()) return fail(cudaErrorIllegalAddress);
   if (n) std::memset(d, v, n);
   return cudaSuccess;
 }
 
-cudaError_t CUDARTAPI cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t CUDARTAPI cudaDeviceSynchronize(void) { return lost() ? fail(cudaErrorIllegalAddress) : cudaSuccess; }
+cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) {
+  count_sync();
+  return lost() ? fail(cudaErrorIllegalAddress) : cudaSuccess;
+}
 
 cudaError_t CUDARTAPI cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
   static std::atomic<uintptr_t> next{0x1000};
@@ -155,6 +176,7 @@ const char* CUDARTAPI cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     default: return "cudaError (emulation)";
   }
 }
@@ -164,6 +186,7 @@ const char* CUDARTAPI cudaGetErrorString(cudaError_t e) {
     case cudaSuccess: return "no error";
     case cudaErrorMemoryAllocation: return "out of memory (IMAGEREWARD_EMU_MEMORY)";
     case cudaErrorNotSupported: return "operation not supported by the CPU emulation";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered (IMAGEREWARD_EMU_STICKY_AFTER)";
     default: return "error in the CPU emulation";
   }
 }
