@@ -23,7 +23,8 @@
 // Benchmark: per batch size, warm-up (the first call captures the bucket's CUDA graph),
 // then `--streams` threads call forward() back to back for --seconds; pairs/s = pairs /
 // wall time (host staging and copies included: what a caller sees). Batch-1 latency is
-// the median of single forward() calls. MFU = pairs/s × 137.8 GFLOP / peak.
+// the median of single forward() calls. MFU = pairs/s × 137.8 GFLOP / peak. Then the
+// vision half and the text half timed alone at the largest batch (where the time goes).
 //
 // Exit: 0 all parity checks passed (or no refs), 1 a check failed, 2 usage / engine error.
 #include <algorithm>
@@ -321,6 +322,35 @@ void bench(ir::Engine& e, const Args& a, const Refs* r, int max_batch, std::vect
     char buf[160];
     std::snprintf(buf, sizeof buf, "| %d | %.1f | %.2f | %.1f%% |", B, pps, secs * 1e3 * threads / std::max(1L, n), 100 * mfu);
     rows->push_back(buf);
+  }
+  // Where the time goes, at the largest benchmarked batch (one thread): the vision half
+  // (encode_images, which also downloads the fp32 embeddings) and the text half
+  // (score_text, which uploads them). Their sum exceeds forward by those transfers.
+  {
+    int Bs = 0;
+    for (int B : a.batches)
+      if (B <= max_batch) Bs = std::max(Bs, B);
+    if (Bs > 0) {
+      const size_t E = size_t(c.v_width) * ((c.v_image / c.v_patch) * (c.v_image / c.v_patch) + 1);
+      std::vector<float> emb(E * Bs), rew(Bs), raw(Bs);
+      auto per_call = [&](auto&& fn) {
+        for (int w = 0; w < 2; w++) fn();
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto until = t0 + std::chrono::duration<double>(std::min(a.seconds, 2.0));
+        long n = 0;
+        while (std::chrono::steady_clock::now() < until || n < 2) {
+          fn();
+          n++;
+        }
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / double(n);
+      };
+      const double vis = per_call([&] { e.encode_images(pix.data(), Bs, emb.data()); });
+      const double txt = per_call([&] { e.score_text(ids.data(), mask.data(), emb.data(), Bs, rew.data(), raw.data()); });
+      std::printf("split at batch %d: vision %.2f ms, text %.2f ms per call (one thread)\n", Bs, vis, txt);
+      char sb[200];
+      std::snprintf(sb, sizeof sb, "| split at batch %d: vision / text ms per call | %.2f / %.2f | | |", Bs, vis, txt);
+      rows->push_back(sb);
+    }
   }
   // Batch-1 latency: median of single calls.
   std::vector<double> lat;

@@ -118,12 +118,13 @@ describe(`the engine's host code on CPU reference ops (ir_engine_emu)${skipWhy}`
     expect(row(r.out, /^\| parity: max abs/).pass).toBe(false);
   });
 
-  it.skipIf(!present)('benchmark mode runs several threads over buckets 1 and 3 without errors', async () => {
+  it.skipIf(!present)('benchmark mode runs several threads over buckets 1 and 3 without errors, then times each half', async () => {
     const r = await emu(['--model', model, '--bench', '--batches', '1,3', '--seconds', '0.3', '--streams', '2']);
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/^\| 1 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+% \|$/m);
     expect(r.out).toMatch(/^\| 3 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+% \|$/m);
     expect(r.out).toMatch(/^\| batch-1 latency, median \/ p90 \| /m);
+    expect(r.out).toMatch(/^\| split at batch 3: vision \/ text ms per call \| [0-9.]+ \/ [0-9.]+ \| /m);
   });
 
   it.skipIf(!present)('device memory too small for the weights: a typed ENGINE_OOM, exit 2, no crash', async () => {
