@@ -19,8 +19,8 @@
 # says so.
 #
 # Results under $OUT (at most 8 files come back): summary.md, test_ops.txt,
-# engine_check.txt, engine_check_fp16.txt, torch.txt, env.txt, logs.tgz (cmake/build
-# logs, sanitizer, …).
+# engine_check.txt, engine_check_fp16.txt, ops_bench.txt, torch.txt, env.txt, logs.tgz
+# (cmake/build logs, sanitizer, …).
 # Environment: OUT, DEADLINE_SECONDS (default 540: every step is capped so the table is
 # printed by then — give the device call a timeout_s above it), SECONDS_PER_CASE (bench
 # time per batch size, default 3), BATCHES
@@ -132,6 +132,9 @@ if [ -n "$tools_dir" ]; then
   tail -1 "$OUT/test_ops.txt"
   ops_line="$(grep -c " PASS" "$OUT/test_ops.txt") passed, $(grep -c " FAIL" "$OUT/test_ops.txt") failed (exit $ops_rc)"
   [ "$ops_rc" = 0 ] || status=1
+  step "per-op timings at batch 128 (where the time goes)"
+  timeout "$(cap 60)" "$tools_dir/ir_test_ops" --bench >"$OUT/ops_bench.txt" 2>&1
+  cat "$OUT/ops_bench.txt"
 fi
 
 weights="not checked"
@@ -194,6 +197,7 @@ row "| --- | --- |"
 row "| binaries | $built |"
 row "| per-op tests | $ops_line |"
 [ -n "${san_line:-}" ] && row "| memcheck (per-op tests) | $san_line |"
+[ -f "$OUT/ops_bench.txt" ] && row "| per-op timings, batch 128 | $(tail -1 "$OUT/ops_bench.txt" | sed 's/^bench: //') (ops_bench.txt) |"
 row "| random weights == refs' | $weights |"
 python3 - "$OUT/engine_check.txt" "$OUT/torch.txt" "$OUT/engine_check_fp16.txt" >>"$SUMMARY" <<'EOF'
 import json, os, re, sys

@@ -9,6 +9,7 @@
 // Error metrics: "abs" = max |got − ref|; "rel1" = max |got − ref| / max(1, |ref|);
 // "exact" = bitwise equality (maxdiff reports the largest abs difference, tol 0).
 // Exit status: 0 all pass, 1 any failure or CUDA error, 77 no CUDA device (skipped).
+// `ir_test_ops --bench` instead times each op alone at the engine's batch-128 shapes.
 // CUDA errors are reported and counted, never aborted on.
 #include <cmath>
 #include <cstdint>
@@ -603,9 +604,125 @@ void test_typed() {
   test_gemm_all<T>();
 }
 
+
+// ---- --bench: each op alone at the engine's batch-128 shapes -----------------------
+// Where a forward's time goes on this card, op by op (CUDA events, 3 warm-ups, then as
+// many runs as fit in ~0.3 s): GEMMs in TFLOP/s, memory-bound kernels in GB/s of their
+// minimal traffic. Inputs are a fixed pseudo-random pattern (zeros run faster on tensor
+// cores). Printed as "bench <op> <shape> <ms> <rate>"; no pass/fail.
+__global__ void fill_pattern(uint16_t* p, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint32_t h = static_cast<uint32_t>(i) * 2654435761u;
+    p[i] = static_cast<uint16_t>(0x3c00u | ((h >> 16) & 0x03ffu) | ((h & 1u) << 15));  // ±[1, 2) as fp16, small as bf16
+  }
+}
+
+template <typename F>
+double time_ms(cudaStream_t st, F&& launch) {
+  for (int i = 0; i < 3; ++i) launch();
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  int n = 0;
+  float total = 0;
+  while (total < 300.f && n < 200) {
+    cudaEventRecord(a, st);
+    launch();
+    cudaEventRecord(b, st);
+    cudaEventSynchronize(b);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    total += ms;
+    ++n;
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return n ? total / n : -1;
+}
+
+int run_bench() {
+  using T = bf16;
+  cudaStream_t st = nullptr;
+  if (!cuda_ok(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream")) return 1;
+  const int B = 128, N = 197, W = 1024, Mv = 4096, L = 35, H = 768, I = 3072, XKV = 12 * 2 * 768;
+  const size_t big = static_cast<size_t>(B) * N * XKV;  // the largest operand (cross K/V output)
+  uint16_t *a = nullptr, *w = nullptr, *d = nullptr;
+  float *f32 = nullptr, *f32b = nullptr, *vec = nullptr;
+  if (!cuda_ok(cudaMalloc(&a, big * 2), "malloc") || !cuda_ok(cudaMalloc(&w, static_cast<size_t>(XKV) * W * 2), "malloc") ||
+      !cuda_ok(cudaMalloc(&d, big * 2), "malloc") || !cuda_ok(cudaMalloc(&f32, static_cast<size_t>(B) * N * Mv * 4), "malloc") ||
+      !cuda_ok(cudaMalloc(&f32b, static_cast<size_t>(B) * N * Mv * 4), "malloc") || !cuda_ok(cudaMalloc(&vec, 32768 * 4), "malloc"))
+    return 1;
+  fill_pattern<<<1024, 256, 0, st>>>(a, big);
+  fill_pattern<<<1024, 256, 0, st>>>(w, static_cast<size_t>(XKV) * W);
+  fill_pattern<<<1024, 256, 0, st>>>(reinterpret_cast<uint16_t*>(f32), static_cast<size_t>(B) * N * Mv * 2);
+  fill_pattern<<<1024, 256, 0, st>>>(reinterpret_cast<uint16_t*>(f32b), static_cast<size_t>(B) * N * Mv * 2);
+  cudaMemsetAsync(vec, 0, 32768 * 4, st);  // biases, LayerNorm gamma/beta: ≥ the widest N (18432)
+  cudaStreamSynchronize(st);
+  std::printf("bench: batch %d (rows %d image tokens, %d text tokens), bf16\n", B, B * N, B * L);
+  double gemm_ms = 0;
+  try {
+    GemmRunner runner(false, st);
+    auto gemm = [&](const char* name, int M, int Nn, int K, bool d32, bool bias, bool acc) {
+      GemmArgs g;
+      g.M = M; g.N = Nn; g.K = K; g.A = a; g.W = w; g.D = d32 ? static_cast<void*>(f32) : static_cast<void*>(d); g.d_f32 = d32;
+      g.bias = bias ? vec : nullptr; g.bias_t = bias && !d32 ? static_cast<const void*>(w) : nullptr; g.accumulate = acc;
+      runner.prepare(g);
+      const double ms = time_ms(st, [&] { runner.run(g); });
+      gemm_ms += ms;
+      std::printf("bench %-16s %6dx%5dx%5d%s %8.3f ms %7.1f TFLOP/s\n", name, M, Nn, K, d32 ? " f32" : " T  ", ms, 2.0 * M * Nn * K / (ms * 1e9));
+    };
+    const int R = B * N, Rt = B * L;
+    gemm("vit_patch", B * 196, W, 768, true, true, false);
+    gemm("vit_qkv x24", R, 3 * W, W, false, true, false);
+    gemm("vit_proj x24", R, W, W, true, true, true);
+    gemm("vit_fc1 x24", R, Mv, W, true, false, false);
+    gemm("vit_fc1_t x24", R, Mv, W, false, true, false);
+    gemm("vit_fc2 x24", R, W, Mv, true, true, true);
+    gemm("cross_kv", R, XKV, W, false, true, false);
+    gemm("txt_qkv x12", Rt, 3 * H, H, false, true, false);
+    gemm("txt_dense x36", Rt, H, H, true, true, true);
+    gemm("txt_cq x12", Rt, H, H, false, true, false);
+    gemm("txt_inter x12", Rt, I, H, true, false, false);
+    gemm("txt_out x12", Rt, H, I, true, true, true);
+  } catch (const ir::EngineError& e) {
+    std::printf("bench gemm: %s: %s\n", ir::engine_error_code_name(e.code()), e.what());
+  }
+  const int R = B * N;
+  auto gbs = [](double bytes, double ms) { return bytes / (ms * 1e6); };
+  double ms = time_ms(st, [&] { layernorm<T>(f32b, vec, vec, nullptr, reinterpret_cast<T*>(d), R, W, 1e-6f, st); });
+  std::printf("bench %-16s %6dx%5d %8.3f ms %7.1f GB/s\n", "layernorm x49", R, W, ms, gbs(static_cast<double>(R) * W * 6, ms));
+  ms = time_ms(st, [&] { bias_gelu<T>(f32, vec, reinterpret_cast<T*>(d), R, Mv, st); });
+  std::printf("bench %-16s %6dx%5d %8.3f ms %7.1f GB/s\n", "bias_gelu x24", R, Mv, ms, gbs(static_cast<double>(R) * Mv * 6, ms));
+  ms = time_ms(st, [&] { gelu_inplace<T>(reinterpret_cast<T*>(d), static_cast<long>(R) * Mv, st); });
+  std::printf("bench %-16s %6dx%5d %8.3f ms %7.1f GB/s\n", "gelu_inplace", R, Mv, ms, gbs(static_cast<double>(R) * Mv * 4, ms));
+  {
+    AttnArgs<T> q{};
+    const T* qkv = reinterpret_cast<const T*>(a);
+    q.q = qkv; q.q_batch_stride = static_cast<long>(N) * 3 * W; q.q_row_stride = 3 * W;
+    q.k = qkv + W; q.v = qkv + 2 * W; q.kv_batch_stride = static_cast<long>(N) * 3 * W; q.kv_row_stride = 3 * W;
+    q.out = reinterpret_cast<T*>(d); q.out_batch_stride = static_cast<long>(N) * W; q.out_row_stride = W;
+    q.mask = nullptr; q.B = B; q.H = 16; q.Tq = N; q.Tk = N; q.scale = 0.125f;
+    ms = time_ms(st, [&] { attention<T>(q, st); });
+    const double fl = 4.0 * B * 16 * N * N * 64;
+    std::printf("bench %-16s %6dx%5d %8.3f ms %7.1f TFLOP/s\n", "attn_vit x24", B * 16, N, ms, fl / (ms * 1e9));
+    AttnArgs<T> c{};
+    c.q = qkv; c.q_batch_stride = static_cast<long>(L) * H; c.q_row_stride = H;
+    c.k = qkv; c.v = qkv + H; c.kv_batch_stride = static_cast<long>(N) * XKV; c.kv_row_stride = XKV;
+    c.out = reinterpret_cast<T*>(d); c.out_batch_stride = static_cast<long>(L) * H; c.out_row_stride = H;
+    c.mask = nullptr; c.B = B; c.H = 12; c.Tq = L; c.Tk = N; c.scale = 0.125f;
+    ms = time_ms(st, [&] { attention<T>(c, st); });
+    std::printf("bench %-16s %6dx%5d %8.3f ms %7.1f TFLOP/s\n", "attn_cross x12", B * 12, L, ms, 4.0 * B * 12 * L * N * 64 / (ms * 1e9));
+  }
+  const cudaError_t err = cudaStreamSynchronize(st);
+  std::printf("bench: %s; one of each GEMM above = %.2f ms\n", err == cudaSuccess ? "done" : cudaGetErrorString(err), gemm_ms);
+  cudaFree(a); cudaFree(w); cudaFree(d); cudaFree(f32); cudaFree(f32b); cudaFree(vec);
+  cudaStreamDestroy(st);
+  return err == cudaSuccess ? 0 : 1;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   int ndev = 0;
   const cudaError_t e = cudaGetDeviceCount(&ndev);
   if (e != cudaSuccess || ndev == 0) {
@@ -614,6 +731,7 @@ int main() {
   }
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) std::printf("device 0: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return run_bench();
 
   test_normalize(1, 224);
   test_normalize(3, 224);
