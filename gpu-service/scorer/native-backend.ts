@@ -8,7 +8,8 @@ import type { ScoringBackend, TextScores } from './backend.js';
 export class NativeBackendError extends Error {
   override name = 'NativeBackendError';
   constructor(
-    /** ENGINE_* from the addon, or NATIVE_UNAVAILABLE when the addon has no CUDA engine. */
+    /** ENGINE_* from the addon; NATIVE_UNAVAILABLE when the addon has no CUDA engine;
+     *  NATIVE_SELF_CHECK when its first forward gave a non-finite reward. */
     readonly code: string,
     message: string,
     options?: { cause?: unknown },
@@ -24,6 +25,23 @@ export function nativeEngineUnavailable(): string | null {
   if (!native) return `native addon not loaded (${nativeLoadError ?? 'unknown reason'})`;
   if (!native.buildInfo().cuda || !native.engine) return 'the native addon was built without CUDA (IMAGEREWARD_CUDA=OFF, or no CUDA toolkit at build time)';
   return null;
+}
+
+/**
+ * One forward at batch 1 (a blank image, "[CLS] [SEP]") before the engine joins a
+ * service: an engine that loads but cannot run here — no kernel image for this GPU, no
+ * cuBLASLt algorithm, a broken device — fails now (and `auto` falls back to ONNX Runtime
+ * with the reason) instead of answering 500 to every batch. It also warms the bucket up.
+ */
+async function selfCheck(engine: NativeEngine): Promise<void> {
+  const c = engine.config;
+  const ids = new Int32Array(c.textLength);
+  const mask = new Int32Array(c.textLength);
+  ids[0] = 101; // [CLS]
+  ids[1] = 102; // [SEP]
+  mask[0] = mask[1] = 1;
+  const { reward } = await engine.forward(new Float32Array(3 * c.imageSize * c.imageSize), ids, mask, 1);
+  if (!Number.isFinite(reward[0])) throw new NativeBackendError('NATIVE_SELF_CHECK', `its reward for a blank image is ${reward[0]}`);
 }
 
 function toInt32(a: BigInt64Array): Int32Array {
@@ -65,12 +83,21 @@ export class NativeBackend implements ScoringBackend {
   static async load(modelDir: string, opts: NativeBackendOptions = {}): Promise<NativeBackend> {
     const why = nativeEngineUnavailable();
     if (why !== null) throw new NativeBackendError('NATIVE_UNAVAILABLE', why);
+    let engine: NativeEngine;
     try {
-      // 2 is the engine's default, 8 its most (native/src/cuda/engine.cu)
-      return new NativeBackend(await native!.engine!.load({ modelDir, ...opts }), Math.min(8, Math.max(1, opts.streams ?? 2)));
+      engine = await native!.engine!.load({ modelDir, ...opts });
     } catch (err) {
       throw wrapError(err);
     }
+    try {
+      await selfCheck(engine);
+    } catch (err) {
+      await engine.dispose().catch(() => undefined);
+      const e = err instanceof NativeBackendError ? err : wrapError(err);
+      throw new NativeBackendError(e.code, `the CUDA engine loaded but its first forward failed: ${e.message}`, { cause: err });
+    }
+    // 2 is the engine's default, 8 its most (native/src/cuda/engine.cu)
+    return new NativeBackend(engine, Math.min(8, Math.max(1, opts.streams ?? 2)));
   }
 
   get lost(): boolean {

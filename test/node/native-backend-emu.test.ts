@@ -297,8 +297,9 @@ describe(`imagereward serve --backend native over the emulated engine${skipWhy}`
   }, 120_000);
 
   it.skipIf(!present)('a sticky device error: that batch 500, then backend_failed 503 on every call and /healthz, then exit 75 for a restart', async () => {
-    // The emulated device is lost after 6 stream synchronizations (load + the first request).
-    const s = await startServeProcess({ modelDir, apiKey: KEY, backend: 'native', extraArgs: ['--streams', '1'], env: { IMAGEREWARD_NATIVE_ADDON: EMU_ADDON, IMAGEREWARD_EMU_STICKY_AFTER: '6' } });
+    // The emulated device is lost after 7 stream synchronizations: the load's self-check
+    // forward takes 3 (its staging buffer grows once), the first request 4 (encode + score).
+    const s = await startServeProcess({ modelDir, apiKey: KEY, backend: 'native', extraArgs: ['--streams', '1'], env: { IMAGEREWARD_NATIVE_ADDON: EMU_ADDON, IMAGEREWARD_EMU_STICKY_AFTER: '7' } });
     servers.push(s);
     const first = await score(s.url, IMAGES.slice(0, 1));
     expect(first.status, JSON.stringify(first.body)).toBe(200);
@@ -320,6 +321,26 @@ describe(`imagereward serve --backend native over the emulated engine${skipWhy}`
     expect(s.child.exitCode).toBeNull();
     await s.exited;
     expect(s.child.exitCode).toBe(75);
+  }, 60_000);
+
+  it.skipIf(!present)('an engine that loads but cannot run: --backend auto falls back to ONNX Runtime and says why; --backend native refuses to start', async () => {
+    // The emulated device is lost at the first stream synchronization: the engine loads
+    // (weights upload synchronously), then its self-check forward fails.
+    const env = { IMAGEREWARD_NATIVE_ADDON: EMU_ADDON, IMAGEREWARD_EMU_STICKY_AFTER: '0' };
+    const auto = await startServeProcess({ modelDir, apiKey: KEY, backend: 'auto', env });
+    servers.push(auto);
+    const models = (await (await fetch(`${auto.url}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as { data?: { backend?: string }[]; backend?: string };
+    expect(JSON.stringify(models)).toMatch(/"backend":"ort"/);
+    const r = await score(auto.url, IMAGES.slice(0, 2));
+    expect(r.status).toBe(200);
+    const err = await startServeProcess({ modelDir, apiKey: KEY, backend: 'native', env }).then(
+      (s) => {
+        servers.push(s);
+        return '';
+      },
+      (e: unknown) => (e as Error).message,
+    );
+    expect(err).toMatch(/first forward failed.*cudaErrorIllegalAddress/s);
   }, 60_000);
 
   it.skipIf(!present)('refuses bad engine flags with a usage error', async () => {

@@ -24,7 +24,7 @@ export interface ServeProcessOptions {
   /** More `serve` flags (e.g. --trust-tenant-header). */
   extraArgs?: readonly string[];
   /** Default 'ort'. */
-  backend?: 'ort' | 'native';
+  backend?: 'ort' | 'native' | 'auto';
   /** More environment for the child (e.g. IMAGEREWARD_NATIVE_ADDON). */
   env?: NodeJS.ProcessEnv;
   /** Called with the child as soon as it is spawned (leak tracking). */
