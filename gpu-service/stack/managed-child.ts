@@ -41,7 +41,8 @@ export interface ManagedChildOptions {
   keepLines?: number;
 }
 
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+/** Signals the child's whole process group (it was spawned detached), else the child alone. */
+export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
   try {
     process.kill(-child.pid, signal);

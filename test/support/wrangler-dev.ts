@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { signalGroup } from '../../gpu-service/stack/managed-child.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const WRANGLER = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
@@ -40,26 +41,13 @@ export interface WranglerDev {
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      /* already gone */
-    }
-  }
-}
-
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // Last resort: the test process is exiting with wrangler still up (a test
   // failed before its afterAll, or forgot stop()). Only synchronous work here.
   process.on('exit', () => {
-    for (const child of live) killGroup(child, 'SIGKILL');
+    for (const child of live) signalGroup(child, 'SIGKILL');
   });
 }
 
@@ -141,13 +129,13 @@ export async function startWranglerDev(opts: WranglerDevOptions = {}): Promise<W
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       if (!exited) {
-        killGroup(child, 'SIGTERM');
-        const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 10_000);
+        signalGroup(child, 'SIGTERM');
+        const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), 10_000);
         await exit;
         clearTimeout(timer);
       }
       // workerd may outlive wrangler's node process for a moment: end the rest of the group.
-      killGroup(child, 'SIGKILL');
+      signalGroup(child, 'SIGKILL');
       if (ownState) await rm(persistTo, { recursive: true, force: true });
     })();
     return stopping;
