@@ -2,7 +2,7 @@
 // Writes a model directory with random (untrained) weights in ImageReward's
 // layout: for demos, benchmarks and parity tests without the real checkpoint.
 // Its scores mean nothing (config.json: model_id "random-demo", source.generated).
-import { CliError, EXIT, parseCommand, type Io } from './io.js';
+import { CliError, EXIT, type Io, parseCommand, rejectPositionals } from './io.js';
 import { IMAGEREWARD_CONFIG } from '../model/architecture.js';
 import { RandomModelError, TINY_RANDOM_CONFIG, writeRandomModel } from '../model/random-model.js';
 
@@ -36,7 +36,7 @@ export async function demoModelCommand(argv: string[], io: Io): Promise<number> 
   );
   if (!parsed) return EXIT.ok;
   const { values, positionals } = parsed;
-  if (positionals.length !== 0) throw new CliError(`unexpected argument "${positionals[0]!}"\n\n${HELP}`, EXIT.usage);
+  rejectPositionals(positionals, HELP);
   if (values.out === undefined || values.out === '') throw new CliError(`--out <dir> is required\n\n${HELP}`, EXIT.usage);
   const size = values.size ?? 'tiny';
   if (size !== 'tiny' && size !== 'full') throw new CliError(`--size must be tiny or full (got "${size}")`, EXIT.usage);

@@ -2,7 +2,7 @@
 // Downloads (or verifies) ImageReward.pt, med_config.json and bert-base-uncased's
 // vocab.txt into the cache and prints the model dir on stdout. Progress goes to
 // stderr: a live bar when stderr is a terminal, else one line per finished file.
-import { CliError, EXIT, parseCommand, type Io } from './io.js';
+import { CliError, EXIT, type Io, parseCommand, rejectPositionals } from './io.js';
 import {
   DEFAULT_ENDPOINT,
   FetchError,
@@ -49,7 +49,7 @@ export async function fetchModelCommand(argv: string[], io: Io, deps: FetchModel
   );
   if (!parsed) return EXIT.ok;
   const { values, positionals } = parsed;
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"\n\n${HELP}`, EXIT.usage);
+  rejectPositionals(positionals, HELP);
   for (const key of ['home', 'revision', 'endpoint'] as const) {
     if (values[key] === '') throw new CliError(`--${key} must not be empty\n\n${HELP}`, EXIT.usage);
   }

@@ -72,3 +72,8 @@ export function parseCommand<T extends Options>(
     throw new CliError(`${(err as Error).message}\n\n${help}`, EXIT.usage);
   }
 }
+
+/** Commands that take flags only: any positional argument is a usage error (exit 2). */
+export function rejectPositionals(positionals: readonly string[], help: string): void {
+  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]!}"\n\n${help}`, EXIT.usage);
+}

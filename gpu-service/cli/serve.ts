@@ -6,7 +6,7 @@ import { DEFAULT_LIMITS } from '../../contracts/api/index.js';
 import { locateModel, noModelMessage } from '../model/locate.js';
 import { startServer, type StartServerOptions } from '../server/serve.js';
 import { describeModelError } from '../stack/describe-model-error.js';
-import { CliError, EXIT, parseCommand, type Io } from './io.js';
+import { CliError, EXIT, type Io, parseCommand, rejectPositionals } from './io.js';
 import { scoreFailure } from './score.js';
 
 const HELP = `Usage:
@@ -101,7 +101,7 @@ export async function serveCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
   );
   if (!parsed) return EXIT.ok;
   const { values: v, positionals } = parsed;
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]!}"\n\n${HELP}`, EXIT.usage);
+  rejectPositionals(positionals, HELP);
   if (v.model === '') throw new CliError(`--model needs a path\n\n${HELP}`, EXIT.usage);
   const backend = v.backend ?? 'auto';
   if (backend !== 'auto' && backend !== 'ort' && backend !== 'native') throw new CliError(`--backend must be auto, native or ort (got "${backend}")`, EXIT.usage);

@@ -2,7 +2,7 @@
 // The whole system on this machine (what `npm start` runs): the GPU service on
 // the best backend and the edge under `wrangler dev`, wired together, until
 // Ctrl-C (SIGINT) or SIGTERM stops both; see gpu-service/stack/run-stack.ts.
-import { CliError, EXIT, parseCommand, type Io } from './io.js';
+import { CliError, EXIT, type Io, parseCommand, rejectPositionals } from './io.js';
 import { runStack, StackError } from '../stack/run-stack.js';
 
 const HELP = `Usage:
@@ -49,7 +49,7 @@ export async function stackCommand(argv: string[], io: Io, env: NodeJS.ProcessEn
   );
   if (!parsed) return EXIT.ok;
   const { values: v, positionals } = parsed;
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]!}"\n\n${HELP}`, EXIT.usage);
+  rejectPositionals(positionals, HELP);
   if (v.model === '') throw new CliError(`--model needs a path\n\n${HELP}`, EXIT.usage);
   if (v.model !== undefined && v.demo === true) throw new CliError('--model and --demo exclude each other', EXIT.usage);
   const edgePort = port('--edge-port', v['edge-port']);

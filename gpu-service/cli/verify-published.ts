@@ -5,7 +5,7 @@
 // ImageReward, run by anyone who has the real checkpoint.
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { CliError, EXIT, parseCommand, type Io } from './io.js';
+import { CliError, EXIT, type Io, parseCommand, rejectPositionals } from './io.js';
 import { scoreFailure } from './score.js';
 import { locateModel, noModelMessage } from '../model/locate.js';
 import { readModelDirConfig } from '../model/model-dir.js';
@@ -94,7 +94,7 @@ export async function verifyPublishedCommand(argv: string[], io: Io, env: NodeJS
   );
   if (!parsed) return EXIT.ok;
   const { values, positionals } = parsed;
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]!}"\n\n${HELP}`, EXIT.usage);
+  rejectPositionals(positionals, HELP);
   const tolerance = values.tolerance !== undefined ? Number(values.tolerance) : DEFAULT_TOLERANCE;
   if (!Number.isFinite(tolerance) || tolerance < 0) throw new CliError(`--tolerance must be a non-negative number (got "${values.tolerance ?? ''}")`, EXIT.usage);
   const threads = values.threads !== undefined ? Number(values.threads) : undefined;
