@@ -27,6 +27,7 @@
 #include "../src/cuda/gemm.cuh"
 #include "../src/cuda/ops.cuh"
 #include "ref_ops.h"
+#include "storage_types.h"
 
 using namespace ir::cuda;
 using ir::cuda::GemmArgs;
@@ -50,12 +51,8 @@ template <typename T> const char* tname();
 template <> const char* tname<bf16>() { return "bf16"; }
 template <> const char* tname<f16>() { return "f16"; }
 
-inline float tf(float v) { return v; }
-inline float tf(bf16 v) { return __bfloat162float(v); }
-inline float tf(f16 v) { return __half2float(v); }
-template <typename T> T ft(float v);
-template <> bf16 ft<bf16>(float v) { return __float2bfloat16_rn(v); }
-template <> f16 ft<f16>(float v) { return __float2half_rn(v); }
+using ir::ref::ft;
+using ir::ref::tf;
 
 template <typename T> std::vector<T> to_t(const std::vector<float>& v) {
   std::vector<T> r(v.size());

@@ -30,6 +30,7 @@
 #include "cuda/gemm.cuh"
 #include "cuda/ops.cuh"
 #include "../ref_ops.h"
+#include "../storage_types.h"
 
 namespace ir {
 
@@ -54,12 +55,8 @@ std::string CublasLtApi::version_string() const { return "emulation"; }
 namespace cuda {
 namespace {
 
-inline float tf(float v) { return v; }
-inline float tf(__nv_bfloat16 v) { return __bfloat162float(v); }
-inline float tf(__half v) { return __half2float(v); }
-template <typename T> T ft(float v);
-template <> __nv_bfloat16 ft<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-template <> __half ft<__half>(float v) { return __float2half_rn(v); }
+using ref::ft;
+using ref::tf;
 
 using ref::gelu_erf;
 
