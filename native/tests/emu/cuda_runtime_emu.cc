@@ -40,6 +40,7 @@ cudaError_t fail(cudaError_t e) {
 
 std::atomic<long> g_syncs{0};
 std::atomic<bool> g_lost{false};
+std::atomic<cudaError_t> g_lost_err{cudaErrorIllegalAddress};  // what a lost device answers
 bool lost() { return g_lost.load(); }
 void count_sync() {
   static const long after = [] {
@@ -53,16 +54,27 @@ void count_sync() {
 
 extern "C" {
 
+// Hooks for the kernel simulator (tests/sim/): a fault inside a kernel loses the device
+// with that error, as a real context does; a bad launch configuration is the calling
+// thread's last error.
+void ir_emu_device_fault(cudaError_t err) {
+  g_lost_err = err;
+  g_lost = true;
+}
+void ir_emu_set_last_error(cudaError_t err) { g_last = err; }
+
 cudaError_t CUDARTAPI cudaMalloc(void** p, size_t n) {
-  if (lost()) return fail(cudaErrorIllegalAddress);
+  if (lost()) return fail(g_lost_err.load());
   if (!p) return fail(cudaErrorInvalidValue);
   std::lock_guard<std::mutex> l(g_mu);
   if (g_used + n > cap_bytes()) {
     *p = nullptr;
     return fail(cudaErrorMemoryAllocation);
   }
-  void* q = std::aligned_alloc(256, (n + 255) / 256 * 256 + 256);
-  if (!q) return fail(cudaErrorMemoryAllocation);
+  // Exactly n bytes (256-byte aligned like cudaMalloc): under AddressSanitizer (the
+  // kernel simulator's sanitized build) a read one element past the end is reported.
+  void* q = nullptr;
+  if (posix_memalign(&q, 256, n ? n : 1) != 0 || !q) return fail(cudaErrorMemoryAllocation);
   g_allocs[q] = n;
   g_used += n;
   *p = q;
@@ -92,27 +104,28 @@ cudaError_t CUDARTAPI cudaFreeHost(void* p) {
 }
 
 cudaError_t CUDARTAPI cudaMemcpy(void* d, const void* s, size_t n, enum cudaMemcpyKind) {
-  if (lost()) return fail(cudaErrorIllegalAddress);
+  if (lost()) return fail(g_lost_err.load());
   if (n) std::memmove(d, s, n);
   return cudaSuccess;
 }
 
 cudaError_t CUDARTAPI cudaMemcpyAsync(void* d, const void* s, size_t n, enum cudaMemcpyKind, cudaStream_t) {
-  if (lost()) return fail(cudaErrorIllegalAddress);
+  if (lost()) return fail(g_lost_err.load());
   if (n) std::memmove(d, s, n);
   return cudaSuccess;
 }
 
 cudaError_t CUDARTAPI cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) {
-  if (lost()) return fail(cudaErrorIllegalAddress);
+  if (lost()) return fail(g_lost_err.load());
   if (n) std::memset(d, v, n);
   return cudaSuccess;
 }
+cudaError_t CUDARTAPI cudaMemset(void* d, int v, size_t n) { return cudaMemsetAsync(d, v, n, nullptr); }
 
-cudaError_t CUDARTAPI cudaDeviceSynchronize(void) { return lost() ? fail(cudaErrorIllegalAddress) : cudaSuccess; }
+cudaError_t CUDARTAPI cudaDeviceSynchronize(void) { return lost() ? fail(g_lost_err.load()) : cudaSuccess; }
 cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) {
   count_sync();
-  return lost() ? fail(cudaErrorIllegalAddress) : cudaSuccess;
+  return lost() ? fail(g_lost_err.load()) : cudaSuccess;
 }
 
 cudaError_t CUDARTAPI cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
@@ -131,7 +144,11 @@ cudaError_t CUDARTAPI cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(
 cudaError_t CUDARTAPI cudaGetDeviceProperties(struct cudaDeviceProp* p, int d) {
   if (d != 0) return fail(cudaErrorInvalidDevice);
   std::memset(p, 0, sizeof(*p));
+#ifdef IR_CUDA_SIM_RUNTIME
+  std::strncpy(p->name, "CPU kernel simulator (tests/sim)", sizeof(p->name) - 1);
+#else
   std::strncpy(p->name, "CPU emulation (ir_engine_emu)", sizeof(p->name) - 1);
+#endif
   p->totalGlobalMem = cap_bytes();
   return cudaSuccess;
 }
@@ -177,6 +194,9 @@ const char* CUDARTAPI cudaGetErrorName(cudaError_t e) {
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorMisalignedAddress: return "cudaErrorMisalignedAddress";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     default: return "cudaError (emulation)";
   }
 }
@@ -187,6 +207,9 @@ const char* CUDARTAPI cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory (IMAGEREWARD_EMU_MEMORY)";
     case cudaErrorNotSupported: return "operation not supported by the CPU emulation";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered (IMAGEREWARD_EMU_STICKY_AFTER)";
+    case cudaErrorMisalignedAddress: return "misaligned address (kernel simulator)";
+    case cudaErrorLaunchFailure: return "unspecified launch failure (kernel simulator)";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     default: return "error in the CPU emulation";
   }
 }
