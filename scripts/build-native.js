@@ -77,6 +77,7 @@ function build(cudaMode) {
   if (process.env.IMAGEREWARD_CUDA_ARCHS) options.push(`--CDIMAGEREWARD_CUDA_ARCHS=${process.env.IMAGEREWARD_CUDA_ARCHS}`);
   // The engine's CPU emulation (tests): OFF in production images (deploy/gpu/Dockerfile).
   if (process.env.IMAGEREWARD_ENGINE_EMU) options.push(`--CDIMAGEREWARD_ENGINE_EMU=${process.env.IMAGEREWARD_ENGINE_EMU}`);
+  if (process.env.IMAGEREWARD_KERNEL_SIM) options.push(`--CDIMAGEREWARD_KERNEL_SIM=${process.env.IMAGEREWARD_KERNEL_SIM}`);
   console.log(`[native] building ${built} (IMAGEREWARD_CUDA=${cudaMode})`);
   for (const args of [
     ['configure', ...common, ...options],
