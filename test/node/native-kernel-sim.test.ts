@@ -52,6 +52,8 @@ describe(`the simulator's detectors, each on a broken kernel (ir_sim_selftest)${
     { name: 'ok-reduce', expect: [/RESULT ok-reduce sum=-6 want=-6 err=cudaSuccess/] },
     { name: 'race', expect: [/RESULT race wrong=[1-9]\d* err=cudaSuccess/] },
     { name: 'race-fixed', expect: [/RESULT race-fixed wrong=0 err=cudaSuccess/] },
+    { name: 'race-warps', expect: [/RESULT race-warps wrong=[1-9]\d* err=cudaSuccess/] },
+    { name: 'race-warps-fixed', expect: [/RESULT race-warps-fixed wrong=0 err=cudaSuccess/] },
     { name: 'syncwarp-missing', expect: [/missing __syncwarp\(\)/, /RESULT syncwarp-missing wrong=\d+ err=cudaErrorLaunchFailure/] },
     { name: 'syncwarp-fixed', expect: [/RESULT syncwarp-fixed wrong=0 err=cudaSuccess/] },
     { name: 'wmma-misaligned', expect: [/not 256-bit aligned/, /err=cudaErrorMisalignedAddress/] },

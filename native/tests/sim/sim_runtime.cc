@@ -4,11 +4,12 @@
 //
 // A block's threads are fibers on stacks reused across blocks (x86-64: a six-register
 // switch in assembly, no signal-mask syscall per switch; elsewhere ucontext). The scheduler
-// sweeps the runnable fibers in the IR_SIM_ORDER order; each runs until it waits at a
-// collective or ends. After a sweep: a warp whose every live lane waits at the same warp
-// collective is released; if nothing was, and every live thread waits at __syncthreads,
-// the block barrier is released; if every thread ended, the block is done; anything else
-// is a divergence (a deadlock on the hardware) and a fault.
+// takes the warps one at a time in the IR_SIM_ORDER order and runs each as far as it can:
+// its lanes (in that order too) each run until they wait at a collective or end; when every
+// live lane waits at the same warp collective the warp is released and goes on. Then the
+// next warp. When no warp can move: if every live thread waits at __syncthreads the block
+// barrier is released; if every thread ended, the block is done; anything else is a
+// divergence (a deadlock on the hardware) and a fault.
 // Under AddressSanitizer the fiber switches are announced (__sanitizer_*_switch_fiber).
 #include "cuda_sim.h"
 
@@ -236,64 +237,76 @@ bool run_block(Block& b, std::mt19937& rng) {
     }
     ctx_init(f.ctx, f.stack, kStack, fiber_main);
   }
-  std::vector<size_t> idx(n);
-  for (size_t i = 0; i < n; ++i) idx[i] = i;
   const unsigned nwarps = static_cast<unsigned>((n + 31) / 32);
-  for (;;) {
-    if (order() == Order::Reverse) std::reverse(idx.begin(), idx.end());
-    if (order() == Order::Shuffle) std::shuffle(idx.begin(), idx.end(), rng);
-    for (size_t k = 0; k < n; ++k) {
-      const size_t i = idx[k];
-      if (b.fibers[i].st != St::Ready) continue;
-      b.cur = static_cast<int>(i);
-      switch_to_fiber(b, b.fibers[i]);
-      if (b.faulted) return false;
-    }
-    if (order() == Order::Reverse) std::reverse(idx.begin(), idx.end());
-    bool released = false, all_done = true, all_at_block = true;
-    for (unsigned w = 0; w < nwarps; ++w) {
-      const size_t lo = w * 32u, hi = std::min(n, lo + 32u);
-      bool any_warp = false, all_warp = true;
-      const char* what = nullptr;
-      unsigned mask = 0;
-      for (size_t i = lo; i < hi; ++i) {
-        const Fiber& f = b.fibers[i];
-        if (f.st == St::Done) continue;
-        if (f.st == St::WarpBarrier) {
-          if (any_warp && (f.what != what || f.mask != mask)) {
-            std::fprintf(stderr, "ir_sim: %s: divergent warp collectives (%s mask %08x vs %s mask %08x)\n", where(b, f).c_str(), f.what,
-                         f.mask, what, mask);
-            b.fault_err = cudaErrorLaunchFailure;
-            return false;
-          }
-          any_warp = true;
-          what = f.what;
-          mask = f.mask;
-        } else {
-          all_warp = false;
-        }
-      }
-      if (!any_warp) continue;
-      // every lane named in the mask must be alive and waiting here
-      for (size_t i = lo; i < hi; ++i) {
-        const Fiber& f = b.fibers[i];
-        if (!(mask & (1u << (i - lo)))) continue;
-        if (f.st == St::Done) {
-          std::fprintf(stderr, "ir_sim: %s block (%u,%u,%u) warp %u: %s (mask %08x) names lane %zu, which has exited\n", b.kernel,
-                       f.ts.bid.x, f.ts.bid.y, f.ts.bid.z, w, what, mask, i - lo);
+  std::vector<unsigned> warps(nwarps);
+  for (unsigned w = 0; w < nwarps; ++w) warps[w] = w;
+  std::vector<size_t> lanes;
+  // Warp w's collective, once none of its lanes can run: 1 released, 0 not complete, -1 fault.
+  auto release_warp = [&](unsigned w) -> int {
+    const size_t lo = w * 32u, hi = std::min(n, lo + 32u);
+    bool any_warp = false, all_warp = true;
+    const char* what = nullptr;
+    unsigned mask = 0;
+    for (size_t i = lo; i < hi; ++i) {
+      const Fiber& f = b.fibers[i];
+      if (f.st == St::Done) continue;
+      if (f.st == St::WarpBarrier) {
+        if (any_warp && (f.what != what || f.mask != mask)) {
+          std::fprintf(stderr, "ir_sim: %s: divergent warp collectives (%s mask %08x vs %s mask %08x)\n", where(b, f).c_str(), f.what, f.mask,
+                       what, mask);
           b.fault_err = cudaErrorLaunchFailure;
-          return false;
+          return -1;
         }
-        if (f.st != St::WarpBarrier) all_warp = false;
-      }
-      if (all_warp) {
-        for (size_t i = lo; i < hi; ++i)
-          if (b.fibers[i].st == St::WarpBarrier) b.fibers[i].st = St::Ready;
-        ++b.warp_gen[w];
-        released = true;
+        any_warp = true;
+        what = f.what;
+        mask = f.mask;
       }
     }
-    if (released) continue;
+    if (!any_warp) return 0;
+    // every lane named in the mask must be alive and waiting here
+    for (size_t i = lo; i < hi; ++i) {
+      const Fiber& f = b.fibers[i];
+      if (!(mask & (1u << (i - lo)))) continue;
+      if (f.st == St::Done) {
+        std::fprintf(stderr, "ir_sim: %s block (%u,%u,%u) warp %u: %s (mask %08x) names lane %zu, which has exited\n", b.kernel, f.ts.bid.x,
+                     f.ts.bid.y, f.ts.bid.z, w, what, mask, i - lo);
+        b.fault_err = cudaErrorLaunchFailure;
+        return -1;
+      }
+      if (f.st != St::WarpBarrier) all_warp = false;
+    }
+    if (!all_warp) return 0;
+    for (size_t i = lo; i < hi; ++i)
+      if (b.fibers[i].st == St::WarpBarrier) b.fibers[i].st = St::Ready;
+    ++b.warp_gen[w];
+    return 1;
+  };
+  // Warps run one at a time, each as far as it can go (through its own warp collectives)
+  // before the next starts: the most skew between warps, so a read of data another warp
+  // writes before a __syncthreads() that is missing sees the unwritten (0xFF) memory.
+  for (;;) {
+    if (order() == Order::Reverse) std::reverse(warps.begin(), warps.end());
+    if (order() == Order::Shuffle) std::shuffle(warps.begin(), warps.end(), rng);
+    for (const unsigned w : warps) {
+      for (;;) {
+        const size_t lo = w * 32u, hi = std::min(n, lo + 32u);
+        lanes.clear();
+        for (size_t i = lo; i < hi; ++i) lanes.push_back(i);
+        if (order() == Order::Reverse) std::reverse(lanes.begin(), lanes.end());
+        if (order() == Order::Shuffle) std::shuffle(lanes.begin(), lanes.end(), rng);
+        for (const size_t i : lanes) {
+          if (b.fibers[i].st != St::Ready) continue;
+          b.cur = static_cast<int>(i);
+          switch_to_fiber(b, b.fibers[i]);
+          if (b.faulted) return false;
+        }
+        const int r = release_warp(w);
+        if (r < 0) return false;
+        if (r == 0) break;
+      }
+    }
+    if (order() == Order::Reverse) std::reverse(warps.begin(), warps.end());
+    bool all_done = true, all_at_block = true;
     for (const Fiber& f : b.fibers) {
       if (f.st != St::Done) all_done = false;
       if (f.st != St::BlockBarrier && f.st != St::Done) all_at_block = false;

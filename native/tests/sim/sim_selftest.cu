@@ -7,7 +7,7 @@
 //                              (the sanitizer cases abort with the sanitizer's report)
 //
 // test/node/native-kernel-sim.test.ts runs every case and checks each observation.
-// Cases: ok-reduce, race, race-fixed, syncwarp-missing, syncwarp-fixed, wmma-misaligned,
+// Cases: ok-reduce, race, race-fixed, race-warps, race-warps-fixed, syncwarp-missing, syncwarp-fixed, wmma-misaligned,
 // shfl-exited, syncthreads-exited, block-too-big, smem-limit, smem-uninit, oob-read,
 // misaligned-float4.
 #include <mma.h>
@@ -38,6 +38,17 @@ __global__ void neighbour_kernel(int* out) {
   buf[threadIdx.x] = static_cast<int>(threadIdx.x) + 1000;
   if (kBarrier) __syncthreads();
   out[threadIdx.x] = buf[(threadIdx.x + 1) % 256];
+}
+
+// Two warps: each reads what the other wrote. The __syncwarp() is not enough (it orders a
+// warp's own lanes); only the __syncthreads() orders the two warps.
+template <bool kBarrier>
+__global__ void cross_warp_kernel(int* out) {
+  __shared__ int buf[64];
+  buf[threadIdx.x] = static_cast<int>(threadIdx.x) + 1000;
+  __syncwarp();
+  if (kBarrier) __syncthreads();
+  out[threadIdx.x] = buf[63 - threadIdx.x];
 }
 
 // One warp: each lane writes 8 of the 256 elements of a 16×16 A tile (B = identity),
@@ -134,6 +145,17 @@ int run_case(const std::string& c) {
     const auto h = out.down(256);
     int wrong = 0;
     for (int t = 0; t < 256; ++t) wrong += h[t] != (t + 1) % 256 + 1000;
+    std::printf("RESULT %s wrong=%d err=%s\n", c.c_str(), wrong, err_name(e));
+    return 0;
+  }
+  if (c == "race-warps" || c == "race-warps-fixed") {
+    Buf<int> out(64);
+    if (c == "race-warps") cross_warp_kernel<false><<<1, 64>>>(out.p);
+    else cross_warp_kernel<true><<<1, 64>>>(out.p);
+    const cudaError_t e = cudaDeviceSynchronize();
+    const auto h = out.down(64);
+    int wrong = 0;
+    for (int t = 0; t < 64; ++t) wrong += h[t] != 63 - t + 1000;
     std::printf("RESULT %s wrong=%d err=%s\n", c.c_str(), wrong, err_name(e));
     return 0;
   }
