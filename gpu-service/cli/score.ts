@@ -1,6 +1,6 @@
 // imagereward score --model <dir|ImageReward.pt> --prompt "…" <image>... [--json]
 // Scores images against a prompt with the ONNX Runtime backend (CPU by
-// default), all images in one batched forward.
+// default), the images in batched forwards (64 a batch on the CUDA engine, 8 on ONNX Runtime).
 import { CliError, EXIT, parseCommand, type Io } from './io.js';
 import { ConvertError } from '../model/convert.js';
 import { ModelDirError } from '../model/model-dir.js';
@@ -15,7 +15,7 @@ const HELP = `Usage:
   imagereward score [--model <dir|ImageReward.pt>] --prompt <text> <image>... [--json]
 
 Scores each image against the prompt (ImageReward's normalized reward; higher
-is better). All images go through the model in one batch.
+is better). Any number of images; they go through the model in batches.
 
 Options:
   --model <path>     a model directory (from \`imagereward convert\`), or an

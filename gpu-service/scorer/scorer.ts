@@ -124,6 +124,10 @@ async function readImage(image: ImageInput, index: number): Promise<{ bytes: Uin
   }
 }
 
+/** Images per forward in score()/rank(): the service's default batch sizes (score-service.ts). */
+export const SCORE_CHUNK_NATIVE = 64;
+export const SCORE_CHUNK_ORT = 8;
+
 export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
   if (opts.backend !== undefined && !['auto', 'ort', 'native'].includes(opts.backend)) throw new TypeError(`unknown backend "${String(opts.backend)}"`);
   const modelDir = await resolveModel(opts);
@@ -149,32 +153,41 @@ export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
         `${modelDir} takes ${S}x${S} images; image files are preprocessed to ${IMAGE_SIZE}x${IMAGE_SIZE} only (use scoreTensors)`,
       );
     }
+    // In chunks, so any number of files works: the CUDA engine refuses batches above its
+    // maxBatch (256), and memory stays bounded (one chunk of pixels, 602 KB an image).
+    // The rewards do not depend on the chunking (each pair is scored on its own).
     const per = 3 * S * S;
-    const pixels = new Float32Array(images.length * per);
-    await Promise.all(
-      images.map(async (image, i) => {
-        const { bytes, label } = await readImage(image, i);
-        let t: Float32Array;
-        try {
-          t = await preprocessImage(bytes);
-        } catch (err) {
-          if (err instanceof ImageError) throw new ImageError(err.code, `${label}: ${err.message}`, { cause: err });
-          throw err;
-        }
-        pixels.set(t, i * per);
-      }),
-    );
+    const chunk = backend.name === 'native' ? SCORE_CHUNK_NATIVE : SCORE_CHUNK_ORT;
     const enc = tokenizer.encode(prompt, L);
-    const ids = new BigInt64Array(images.length * L);
-    const mask = new BigInt64Array(images.length * L);
-    for (let i = 0; i < images.length; i++) {
-      for (let j = 0; j < L; j++) {
-        ids[i * L + j] = BigInt(enc.input_ids[j] ?? 0);
-        mask[i * L + j] = BigInt(enc.attention_mask[j] ?? 0);
+    const rewards: number[] = [];
+    for (let start = 0; start < images.length; start += chunk) {
+      const part = images.slice(start, start + chunk);
+      const pixels = new Float32Array(part.length * per);
+      await Promise.all(
+        part.map(async (image, j) => {
+          const { bytes, label } = await readImage(image, start + j);
+          let t: Float32Array;
+          try {
+            t = await preprocessImage(bytes);
+          } catch (err) {
+            if (err instanceof ImageError) throw new ImageError(err.code, `${label}: ${err.message}`, { cause: err });
+            throw err;
+          }
+          pixels.set(t, j * per);
+        }),
+      );
+      const ids = new BigInt64Array(part.length * L);
+      const mask = new BigInt64Array(part.length * L);
+      for (let i = 0; i < part.length; i++) {
+        for (let j = 0; j < L; j++) {
+          ids[i * L + j] = BigInt(enc.input_ids[j] ?? 0);
+          mask[i * L + j] = BigInt(enc.attention_mask[j] ?? 0);
+        }
       }
+      const { reward } = await scoreTensors(pixels, ids, mask);
+      rewards.push(...reward);
     }
-    const { reward } = await scoreTensors(pixels, ids, mask);
-    return Array.from(reward);
+    return rewards;
   };
 
   return {

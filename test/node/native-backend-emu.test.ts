@@ -376,4 +376,24 @@ describe(`imagereward score --backend native over the emulated engine${skipWhy}`
     expect(maxAbsDiff(a.rewards, b.rewards)).toBeLessThanOrEqual(BAR);
     expect(a.ranking).toEqual(b.ranking);
   }, 120_000);
+
+  it.skipIf(!present)('scores more files than the engine takes in one batch (300 > maxBatch 256), in chunks', async () => {
+    const { execFile } = await import('node:child_process');
+    const bin = join(import.meta.dirname, '..', '..', 'bin', 'imagereward.js');
+    const files = Array.from({ length: 300 }, (_, i) => join(IMG_DIR, IMAGES[i % 2]!));
+    const r = await new Promise<{ code: number; out: string; err: string }>((resolve) => {
+      execFile(process.execPath, [bin, 'score', '--model', modelDir, '--prompt', 'a cat wearing a tiny wizard hat', ...files, '--json', '--backend', 'native'], {
+        env: { ...process.env, IMAGEREWARD_NATIVE_ADDON: EMU_ADDON },
+        maxBuffer: 16 << 20,
+      }, (err, stdout, stderr) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, out: stdout, err: stderr }));
+    });
+    expect(r.code, r.err).toBe(0);
+    const out = JSON.parse(r.out) as { backend: string; rewards: number[]; ranking: number[] };
+    expect(out.backend).toBe('native');
+    expect(out.rewards).toHaveLength(300);
+    // the same two files alternate: every chunk (64 + … + 44) gives each file the same reward
+    const [r0, r1] = [out.rewards[0]!, out.rewards[1]!];
+    expect(r0).not.toBeCloseTo(r1, 6);
+    out.rewards.forEach((v, i) => expect(Math.abs(v - (i % 2 === 0 ? r0 : r1)), `image ${i}`).toBeLessThanOrEqual(1e-6));
+  }, 180_000);
 });
