@@ -12,7 +12,8 @@
 //      AddressSanitizer + UndefinedBehaviorSanitizer (out-of-bounds, misaligned vectors);
 //   3. the whole engine (tools/engine_check.cc) over the simulated kernels and gemm.cu on
 //      an emulated cuBLASLt (native/tests/sim/cublaslt_emu.cc, through the engine's own
-//      loader), end to end against ONNX Runtime fp32 on the small random model.
+//      loader), end to end against ONNX Runtime fp32 on the small random model — also
+//      under AddressSanitizer + UBSan (an out-of-bounds read on a GPU is a lost context).
 // The real cuBLASLt, CUDA graphs, concurrent streams on a device and everything
 // timing-related still need a GPU (native/scripts/gpu-check.sh).
 import { execFile } from 'node:child_process';
@@ -31,6 +32,7 @@ const SELFTEST = join(TOOLS, 'ir_sim_selftest');
 const OPS = join(TOOLS, 'ir_test_ops_sim');
 const OPS_SAN = join(TOOLS, 'ir_test_ops_sim_san');
 const ENGINE = join(TOOLS, 'ir_engine_sim');
+const ENGINE_SAN = join(TOOLS, 'ir_engine_sim_san');
 // cuBLASLt's documented semantics on the CPU, loaded by the engine's own loader
 const CUBLASLT = { IMAGEREWARD_CUBLASLT: join(TOOLS, 'libcublaslt_emu.so') };
 // CI builds with IMAGEREWARD_CUDA=ON: there a missing simulator is a failure, not a skip.
@@ -186,6 +188,15 @@ describe(`the engine over the simulated kernels, end to end (ir_engine_sim)${why
     expect(r.out).toMatch(/^\| ranking where refs differ > 0\.05 \(\d+ pairs\) \| PASS \|$/m);
     expect(r.out).not.toMatch(/^ir_sim: /m);
   }, 120_000);
+
+  it.skipIf(!has(ENGINE_SAN))(`the whole forward under AddressSanitizer + UBSan: no out-of-bounds or misaligned access anywhere${why(ENGINE_SAN)}`, async () => {
+    const r = await sim(ENGINE_SAN, ['--model', model, '--refs', refs, '--bar', '5e-3'], {
+      IMAGEREWARD_CUBLASLT: join(TOOLS, 'libcublaslt_emu_san.so'),
+    });
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/^\| parity: max abs\(reward - fp32 ref\), 12 pairs \(bar 0\.005\) \| [0-9.e-]+ PASS \|$/m);
+    expect(r.out).not.toMatch(/AddressSanitizer|runtime error|^ir_sim: /m);
+  }, 300_000);
 
   it.skipIf(!has(ENGINE))('without a cuBLASLt to load: the typed ENGINE_CUBLAS_MISSING, not a crash', async () => {
     const r = await sim(ENGINE, ['--model', model, '--refs', refs], { IMAGEREWARD_CUBLASLT: '/nonexistent/libcublasLt.so.13' });
