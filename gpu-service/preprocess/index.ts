@@ -122,11 +122,12 @@ async function resizedWindow(
   return premultiplied ? unpremultiply(window, n as 2 | 4) : window;
 }
 
-/** Everything the pipeline computes, for tests and diagnostics. */
-export async function preprocessImageDetailed(bytes: Uint8Array, opts: PreprocessOptions = {}): Promise<PreprocessResult> {
+type RgbResult = Omit<PreprocessResult, 'tensor' | 'backend'>;
+
+/** Decode → Resize(224) → CenterCrop(224) → convert('RGB'): everything before ToTensor. */
+async function preprocessToRgb(bytes: Uint8Array, opts: PreprocessOptions, nativeBackend: NativePreprocess | null): Promise<RgbResult> {
   const maxPixels = limit('maxPixels', opts.maxPixels, DEFAULT_MAX_PIXELS);
   const maxBytes = limit('maxBytes', opts.maxBytes, DEFAULT_MAX_BYTES);
-  const nativeBackend = selectBackend(opts.backend);
   if (!(bytes instanceof Uint8Array)) throw new TypeError('image bytes must be a Uint8Array');
   if (bytes.length === 0) throw new ImageError('image_empty', 'the image is empty (0 bytes)');
   if (bytes.length > maxBytes) throw new ImageError('image_too_large', `the file is ${bytes.length} bytes, over the limit of ${maxBytes}`);
@@ -144,20 +145,48 @@ export async function preprocessImageDetailed(bytes: Uint8Array, opts: Preproces
   const region = { left: crop.left, top: crop.top, width: IMAGE_SIZE, height: IMAGE_SIZE };
   const window = await resizedWindow(img, outW, outH, region, nativeBackend);
   const rgb = toRgb(img.mode, window, IMAGE_SIZE * IMAGE_SIZE);
+  return { format: img.format, mode: img.mode, width: img.width, height: img.height, resized: [outW, outH], crop, rgb };
+}
+
+/**
+ * ToTensor + Normalize of `batch` interleaved RGB size×size images ([batch, size, size, 3]
+ * uint8) → float32 [batch, 3, size, size] — the last step of preprocessImage, for callers
+ * that ship the 3-byte pixels and normalize where the model runs (the ORT worker; the CUDA
+ * engine does the same on the GPU). Bit-identical to preprocessImage's tensor.
+ */
+export function normalizeRgb(rgb: Uint8Array, batch: number, size = IMAGE_SIZE, backend: PreprocessOptions['backend'] = 'auto'): Float32Array {
+  const per = size * size * 3;
+  if (!Number.isInteger(batch) || batch < 0 || rgb.length !== batch * per) {
+    throw new RangeError(`rgb must hold ${batch} x ${size} x ${size} x 3 bytes (got ${rgb.length})`);
+  }
+  const nativeBackend = selectBackend(backend);
+  const out = new Float32Array(batch * per);
+  for (let i = 0; i < batch; i++) {
+    const one = rgb.subarray(i * per, (i + 1) * per);
+    out.set(
+      nativeBackend ? nativeBackend.cropNormalize(one, size, size, 0, 0, size, MEAN, STD) : cropNormalize(one, size, size, 0, 0, size, MEAN, STD),
+      i * per,
+    );
+  }
+  return out;
+}
+
+/** Everything the pipeline computes, for tests and diagnostics. */
+export async function preprocessImageDetailed(bytes: Uint8Array, opts: PreprocessOptions = {}): Promise<PreprocessResult> {
+  const nativeBackend = selectBackend(opts.backend);
+  const r = await preprocessToRgb(bytes, opts, nativeBackend);
   const tensor = nativeBackend
-    ? nativeBackend.cropNormalize(rgb, IMAGE_SIZE, IMAGE_SIZE, 0, 0, IMAGE_SIZE, MEAN, STD)
-    : cropNormalize(rgb, IMAGE_SIZE, IMAGE_SIZE, 0, 0, IMAGE_SIZE, MEAN, STD);
-  return {
-    format: img.format,
-    mode: img.mode,
-    width: img.width,
-    height: img.height,
-    resized: [outW, outH],
-    crop,
-    rgb,
-    tensor,
-    backend: nativeBackend ? 'native' : 'reference',
-  };
+    ? nativeBackend.cropNormalize(r.rgb, IMAGE_SIZE, IMAGE_SIZE, 0, 0, IMAGE_SIZE, MEAN, STD)
+    : cropNormalize(r.rgb, IMAGE_SIZE, IMAGE_SIZE, 0, 0, IMAGE_SIZE, MEAN, STD);
+  return { ...r, tensor, backend: nativeBackend ? 'native' : 'reference' };
+}
+
+/**
+ * bytes of an image file → the 224×224 crop after convert('RGB'), interleaved RGB (HWC,
+ * 150,528 bytes): preprocessImage without ToTensor + Normalize (see normalizeRgb).
+ */
+export async function preprocessImageRgb(bytes: Uint8Array, opts: PreprocessOptions = {}): Promise<Uint8Array> {
+  return (await preprocessToRgb(bytes, opts, selectBackend(opts.backend))).rgb;
 }
 
 /** bytes of an image file → float32 CHW 3×224×224 exactly as upstream ImageReward computes it. */

@@ -167,6 +167,14 @@ export class OrtBackend {
     return r.embeds;
   }
 
+  /** RGB crops [batch,S,S,3] uint8 → image_embeds; ToTensor + Normalize run in the worker. */
+  async encodeImagesRgb(rgb: Uint8Array, batch: number): Promise<Float32Array> {
+    const p = compact(rgb);
+    const r = await this.call({ op: 'encodeRgb', rgb: p, batch }, [transferable(p)!]);
+    if (!('embeds' in r)) throw new OrtBackendError('the ORT worker answered encodeRgb without embeds');
+    return r.embeds;
+  }
+
   /** input_ids / attention_mask [batch, textLength] + image_embeds → reward and raw [batch]. */
   async scoreText(ids: BigInt64Array, mask: BigInt64Array, embeds: Float32Array, batch: number): Promise<TextScores> {
     const i = compact(ids);

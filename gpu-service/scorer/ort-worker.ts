@@ -3,6 +3,7 @@
 // ort-backend.ts via `new Worker(...)`; not meant to be imported.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { normalizeRgb } from '../preprocess/index.js';
 import { compact, transferable, type OrtInit, type OrtReady, type OrtRequest, type OrtResponse } from './protocol.js';
 
 const port = parentPort;
@@ -72,6 +73,13 @@ async function handle(msg: OrtRequest): Promise<void> {
     switch (msg.op) {
       case 'encode': {
         const embeds = await encode(msg.pixels, msg.batch);
+        const reply: OrtResponse = { id: msg.id, ok: true, embeds };
+        port!.postMessage(reply, [transferable(embeds)!]);
+        return;
+      }
+      case 'encodeRgb': {
+        // ToTensor + Normalize here, off the service's thread, exactly as preprocessImage does
+        const embeds = await encode(normalizeRgb(msg.rgb, msg.batch, init.imageSize), msg.batch);
         const reply: OrtResponse = { id: msg.id, ok: true, embeds };
         port!.postMessage(reply, [transferable(embeds)!]);
         return;

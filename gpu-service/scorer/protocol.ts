@@ -21,6 +21,7 @@ export interface OrtInit {
 
 export type OrtRequest =
   | { id: number; op: 'encode'; pixels: Float32Array; batch: number }
+  | { id: number; op: 'encodeRgb'; rgb: Uint8Array; batch: number }
   | { id: number; op: 'score'; ids: BigInt64Array; mask: BigInt64Array; embeds: Float32Array; batch: number }
   | { id: number; op: 'dispose' }
   // Tests: the worker exits at once, as a crash would. Terminating a worker while
@@ -46,6 +47,6 @@ export function transferable(a: ArrayBufferView): ArrayBuffer | undefined {
 }
 
 /** `a` itself when its buffer can be transferred, else a compact copy (which can). */
-export function compact<T extends Float32Array | BigInt64Array>(a: T): T {
+export function compact<T extends Float32Array | BigInt64Array | Uint8Array>(a: T): T {
   return transferable(a) ? a : (a.slice() as T);
 }

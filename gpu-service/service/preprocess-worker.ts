@@ -1,8 +1,8 @@
 // Worker-thread side of PreprocessPool: decodes and preprocesses one image per
-// message with preprocessImage and transfers the float32 tensor back. Loaded by
+// message with preprocessImageRgb and transfers the 224x224x3 RGB bytes back. Loaded by
 // preprocess-pool.ts via `new Worker(...)`; not meant to be imported.
 import { parentPort } from 'node:worker_threads';
-import { ImageError, preprocessImage } from '../preprocess/index.js';
+import { ImageError, preprocessImageRgb } from '../preprocess/index.js';
 import type { PoolReply, PoolRequest } from './preprocess-pool.js';
 
 const port = parentPort;
@@ -14,10 +14,10 @@ async function handle(msg: PoolRequest): Promise<void> {
     process.exit(msg.code);
   }
   try {
-    let tensor = await preprocessImage(msg.bytes, msg.opts);
-    if (tensor.byteOffset !== 0 || tensor.byteLength !== tensor.buffer.byteLength || !(tensor.buffer instanceof ArrayBuffer)) tensor = tensor.slice();
-    const reply: PoolReply = { id: msg.id, ok: true, tensor };
-    port!.postMessage(reply, [tensor.buffer as ArrayBuffer]);
+    let rgb = await preprocessImageRgb(msg.bytes, msg.opts);
+    if (rgb.byteOffset !== 0 || rgb.byteLength !== rgb.buffer.byteLength || !(rgb.buffer instanceof ArrayBuffer)) rgb = rgb.slice();
+    const reply: PoolReply = { id: msg.id, ok: true, rgb };
+    port!.postMessage(reply, [rgb.buffer as ArrayBuffer]);
   } catch (err) {
     const reply: PoolReply =
       err instanceof ImageError

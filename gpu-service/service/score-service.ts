@@ -218,7 +218,8 @@ interface Item {
   admittedAt: number;
   prepMs: number;
   readyAt: number;
-  pixels: Float32Array | undefined;
+  /** The 224×224×3 RGB crop from the preprocessing pool (normalized by the backend). */
+  pixels: Uint8Array | undefined;
   embed: Float32Array | undefined;
   cached: boolean;
 }
@@ -386,7 +387,7 @@ export async function createScoreService(opts: ScoreServiceOptions): Promise<Sco
 
 /** Rows [at, at + n) of a [total, per] array: the array itself when that is all of it, else
  *  a copy (a backend may transfer what it is given to a worker). */
-function rows<A extends Float32Array | BigInt64Array>(a: A, at: number, n: number, total: number, per: number): A {
+function rows<A extends Float32Array | BigInt64Array | Uint8Array>(a: A, at: number, n: number, total: number, per: number): A {
   return (at === 0 && n === total ? a : a.slice(at * per, (at + n) * per)) as A;
 }
 
@@ -738,7 +739,7 @@ class Engine implements ScoreService {
     );
   }
 
-  private prepDone(item: Item, t: number, pixels: Float32Array | undefined, err: unknown): void {
+  private prepDone(item: Item, t: number, pixels: Uint8Array | undefined, err: unknown): void {
     this.prepInFlight--;
     const now = performance.now();
     item.prepMs = now - t;
@@ -858,13 +859,13 @@ class Engine implements ScoreService {
     try {
       const misses = items.filter((it) => it.pixels);
       if (misses.length) {
-        const pixels = new Float32Array(misses.length * pixelsPer);
+        const pixels = new Uint8Array(misses.length * pixelsPer);
         misses.forEach((it, k) => {
           pixels.set(it.pixels!, k * pixelsPer);
           it.pixels = undefined;
         });
         const m = misses.length;
-        const embeds = concatF32(await this.inChunks(engine, m, (at, n) => engine.encodeImages(rows(pixels, at, n, m, pixelsPer), n)));
+        const embeds = concatF32(await this.inChunks(engine, m, (at, n) => engine.encodeImagesRgb(rows(pixels, at, n, m, pixelsPer), n)));
         misses.forEach((it, k) => {
           it.embed = embeds.slice(k * per, (k + 1) * per);
           this.cache.set(it.hash, it.embed);

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeRandomModel } from '../../gpu-service/model/random-model.js';
 import { FIXTURE_IMAGES, SMALL_ENGINE_CONFIG as SMALL } from '../support/small-engine-model.js';
 import { OrtBackend } from '../../gpu-service/scorer/ort-backend.js';
-import { MEAN, STD, preprocessImage } from '../../gpu-service/preprocess/index.js';
+import { normalizeRgb, MEAN, STD, preprocessImage } from '../../gpu-service/preprocess/index.js';
 import { native } from '../../native/index.js';
 import { NativeBackend, NativeBackendError } from '../../gpu-service/scorer/native-backend.js';
 import { startServeProcess, type ServeProcess } from '../support/serve-process.js';
@@ -149,6 +149,23 @@ describe(`NativeBackend over the emulated engine (imagereward_native_emu.node)${
     }
     const after = await b.encodeImages(pixels.slice(0, PER), 1).then(() => null, (e: unknown) => e);
     expect((after as { code?: string } | null)?.code).toBe('ENGINE_DISPOSED');
+  });
+
+  it.skipIf(!present)("NativeBackend.encodeImagesRgb (the service's path: 3 bytes a pixel) equals encodeImages of normalizeRgb, bit for bit; ORT's agrees", async () => {
+    const b = await NativeBackend.load(modelDir);
+    try {
+      const B = 2;
+      const rgb = Uint8Array.from({ length: B * S * S * 3 }, (_, i) => (i * 2654435761) >>> 24);
+      const [viaRgb, viaF32] = [await b.encodeImagesRgb(rgb.slice(), B), await b.encodeImages(normalizeRgb(rgb, B, S), B)];
+      expect(Buffer.from(viaRgb.buffer).equals(Buffer.from(viaF32.buffer))).toBe(true);
+      const ref = await ort.encodeImagesRgb(rgb.slice(), B);
+      const { ids, mask } = prompt(B);
+      const r1 = (await b.scoreText(ids, mask, viaRgb, B)).reward;
+      const r2 = (await ort.scoreText(ids.slice(), mask.slice(), ref, B)).reward;
+      expect(maxAbsDiff(r1, r2)).toBeLessThanOrEqual(BAR);
+    } finally {
+      await b.dispose();
+    }
   });
 
   it.skipIf(!present)('encodeImagesU8 (normalized on the device) equals encodeImages of the CPU-normalized pixels, bit for bit', async () => {

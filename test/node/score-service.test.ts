@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageRewardConfig } from '../../gpu-service/model/architecture.js';
 import { convertCheckpoint } from '../../gpu-service/model/convert.js';
-import { preprocessImage } from '../../gpu-service/preprocess/index.js';
+import { normalizeRgb, preprocessImage, preprocessImageDetailed } from '../../gpu-service/preprocess/index.js';
 import { OrtBackend } from '../../gpu-service/scorer/ort-backend.js';
 import type { Counter, Histogram } from '../../gpu-service/service/metrics.js';
 import { PreprocessPool, PreprocessWorkerError } from '../../gpu-service/service/preprocess-pool.js';
@@ -364,15 +364,23 @@ describe('createScoreService (tiny224, ORT)', () => {
 });
 
 describe('PreprocessPool', () => {
-  it('matches preprocessImage bit for bit, leaves the input intact, and replaces a crashed worker', async () => {
+  it('gives the RGB crop of preprocessImage bit for bit (normalized: its tensor), leaves the input intact, and replaces a crashed worker', async () => {
     const pool = new PreprocessPool({ size: 1 });
     try {
       const input = images[0]!;
       const copy = input.slice();
       const t = await pool.run(input);
       expect(input).toEqual(copy);
-      const ref = await preprocessImage(copy);
-      expect(Buffer.from(t.buffer).equals(Buffer.from(ref.buffer, ref.byteOffset, ref.byteLength))).toBe(true);
+      expect(t).toHaveLength(224 * 224 * 3);
+      const ref = await preprocessImageDetailed(copy);
+      expect(Buffer.from(t.buffer).equals(Buffer.from(ref.rgb.buffer, ref.rgb.byteOffset, ref.rgb.byteLength))).toBe(true);
+      // ToTensor + Normalize where the model runs gives preprocessImage's tensor exactly
+      const tensor = await preprocessImage(copy);
+      for (const backend of ['native', 'reference'] as const) {
+        if (backend === 'native' && ref.backend !== 'native') continue;
+        const n = normalizeRgb(t, 1, 224, backend);
+        expect(Buffer.from(n.buffer).equals(Buffer.from(tensor.buffer, tensor.byteOffset, tensor.byteLength)), backend).toBe(true);
+      }
       await expect(pool.crashOneForTest()).rejects.toThrow(PreprocessWorkerError);
       await expect(pool.crashOneForTest()).rejects.toThrow(/exited \(code 1\).*replaced/);
       expect(pool.crashCount).toBe(2);

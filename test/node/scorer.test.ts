@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../gpu-service/model/convert.js';
 import { TEXT_ONNX_FILE, VISION_ONNX_FILE } from '../../gpu-service/onnx/imagereward-graph.js';
 import { OrtBackend } from '../../gpu-service/scorer/ort-backend.js';
+import { normalizeRgb } from '../../gpu-service/preprocess/index.js';
 import { rankRewards } from '../../contracts/api/ranking.js';
 import { ScorerError, createScorer, modelDirFor } from '../../gpu-service/scorer/scorer.js';
 import { scoreCommand } from '../../gpu-service/cli/score.js';
@@ -62,6 +63,18 @@ describe('OrtBackend (worker thread, tiny checkpoint)', () => {
     const { reward, raw } = await backend.scoreText(i64(batch.input_ids), i64(batch.attention_mask), embeds, B);
     expect(maxAbsDiff(reward, batch.reward)).toBeLessThanOrEqual(1e-6);
     expect(maxAbsDiff(raw, batch.raw)).toBeLessThanOrEqual(1e-6);
+  });
+
+  it('encodeImagesRgb: ToTensor + Normalize in the worker, embeds bit-identical to encodeImages of the normalized pixels', async () => {
+    const S = backend.imageSize;
+    const rgb = Uint8Array.from({ length: 2 * S * S * 3 }, (_, i) => (i * 2654435761) >>> 24);
+    const viaRgb = await backend.encodeImagesRgb(rgb.slice(), 2);
+    const viaF32 = await backend.encodeImages(normalizeRgb(rgb, 2, S, 'reference'), 2);
+    expect(viaRgb.length).toBe(2 * backend.embedTokens * backend.embedWidth);
+    expect(Buffer.from(viaRgb.buffer).equals(Buffer.from(viaF32.buffer))).toBe(true);
+    // a wrong length is a rejection that says what was expected; the worker keeps working
+    await expect(backend.encodeImagesRgb(new Uint8Array(S * S * 3 - 1), 1)).rejects.toThrow(/rgb must hold 1 x/);
+    expect((await backend.encodeImagesRgb(rgb.slice(0, S * S * 3), 1)).length).toBe(backend.embedTokens * backend.embedWidth);
   });
 
   it('copies (does not detach) a view into a larger buffer', async () => {
