@@ -23,23 +23,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeRandomModel } from '../../gpu-service/model/random-model.js';
-import { FIXTURE_IMAGES, SMALL_ENGINE_CONFIG as SMALL } from '../support/small-engine-model.js';
-import { writeEngineRefs } from '../support/engine-refs.js';
+import { writeSmallEngineCheck } from '../support/small-engine-model.js';
 
 const EMU = join(import.meta.dirname, '..', '..', 'native', 'build', 'tools', 'ir_engine_emu');
 const mustBuild = process.env.IMAGEREWARD_CUDA === 'ON';
 const present = mustBuild || existsSync(EMU);
 const skipWhy = present ? '' : ' — skipped: ir_engine_emu was not built (no CUDA headers on this machine)';
 const run = promisify(execFile);
-
-const IMAGES = ['rgb_lossy_300x280.webp', 'rgb_900x700.jpg', 'p_300x250.png', 'gif_trns_230x240.gif'];
-const PROMPTS = [
-  'a cat',
-  'a painting of an ocean with clouds and birds, day time, low depth field effect',
-  // longer than 35 tokens: truncated, every mask position 1
-  'an extremely detailed matte painting of a futuristic city at dusk, neon lights reflecting on wet streets, flying cars, cinematic, trending on artstation, octane render, 8k, volumetric fog',
-];
 
 let work: string;
 let model: string;
@@ -48,15 +38,7 @@ let refs: string;
 beforeAll(async () => {
   if (!present) return;
   work = await mkdtemp(join(tmpdir(), 'ir-engine-emu-'));
-  model = (await writeRandomModel({ out: join(work, 'model'), config: SMALL, seed: 4242 })).dir;
-  refs = join(work, 'refs');
-  await writeEngineRefs({
-    modelDir: model,
-    config: SMALL,
-    out: refs,
-    images: IMAGES.map((n) => join(FIXTURE_IMAGES, n)),
-    prompts: PROMPTS,
-  });
+  ({ model, refs } = await writeSmallEngineCheck(work));
 }, 120_000);
 
 afterAll(async () => {

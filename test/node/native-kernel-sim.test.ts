@@ -23,9 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeRandomModel } from '../../gpu-service/model/random-model.js';
-import { FIXTURE_IMAGES, SMALL_ENGINE_CONFIG as SMALL } from '../support/small-engine-model.js';
-import { writeEngineRefs } from '../support/engine-refs.js';
+import { writeSmallEngineCheck } from '../support/small-engine-model.js';
 
 const TOOLS = join(import.meta.dirname, '..', '..', 'native', 'build', 'tools');
 const SELFTEST = join(TOOLS, 'ir_sim_selftest');
@@ -149,19 +147,7 @@ describe(`the engine over the simulated kernels, end to end (ir_engine_sim)${why
   beforeAll(async () => {
     if (!has(ENGINE)) return;
     work = await mkdtemp(join(tmpdir(), 'ir-engine-sim-'));
-    model = (await writeRandomModel({ out: join(work, 'model'), config: SMALL, seed: 4242 })).dir;
-    refs = join(work, 'refs');
-    await writeEngineRefs({
-      modelDir: model,
-      config: SMALL,
-      out: refs,
-      images: ['rgb_lossy_300x280.webp', 'rgb_900x700.jpg', 'p_300x250.png', 'gif_trns_230x240.gif'].map((n) => join(FIXTURE_IMAGES, n)),
-      prompts: [
-        'a cat',
-        'a painting of an ocean with clouds and birds, day time, low depth field effect',
-        'an extremely detailed matte painting of a futuristic city at dusk, neon lights reflecting on wet streets, flying cars, cinematic, trending on artstation, octane render, 8k, volumetric fog',
-      ],
-    });
+    ({ model, refs } = await writeSmallEngineCheck(work));
   }, 120_000);
   afterAll(async () => {
     if (work) await rm(work, { recursive: true, force: true });

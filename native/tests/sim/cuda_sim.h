@@ -103,45 +103,30 @@ void mma_16x16x16(float* d, const float* a, const float* b, const float* c);
 // The block's dynamic shared memory (extern __shared__).
 unsigned char* dynamic_smem();
 
+// Lane `src` of the caller's warp's value of v (every lane named in mask takes part).
 template <typename T>
-T shfl_xor(unsigned mask, T v, int lane_mask, int width, const char* what) {
+T shfl_from(unsigned mask, T v, unsigned src, const char* what) {
   static_assert(sizeof(T) <= 8, "shuffle of > 8 bytes");
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
-  const unsigned lane = current().lane;
-  const unsigned base = lane & ~static_cast<unsigned>(width - 1);
-  unsigned src = lane ^ static_cast<unsigned>(lane_mask);
-  if (src >= base + static_cast<unsigned>(width)) src = lane;  // outside the segment: own value
   bits = warp_exchange(mask, bits, src, what);
   T r;
   std::memcpy(&r, &bits, sizeof(T));
   return r;
 }
 
-template <typename T>
-T shfl_down(unsigned mask, T v, unsigned delta, int width) {
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  const unsigned lane = current().lane;
-  const unsigned seg_end = (lane & ~static_cast<unsigned>(width - 1)) + static_cast<unsigned>(width);
-  const unsigned src = lane + delta < seg_end ? lane + delta : lane;
-  bits = warp_exchange(mask, bits, src, "__shfl_down_sync");
-  T r;
-  std::memcpy(&r, &bits, sizeof(T));
-  return r;
+// The source lanes of the three shuffles, within segments of `width` lanes (a source
+// outside the segment reads the caller's own value, as on the hardware).
+inline unsigned segment_base(int width) { return current().lane & ~static_cast<unsigned>(width - 1); }
+inline unsigned src_xor(int lane_mask, int width) {
+  const unsigned src = current().lane ^ static_cast<unsigned>(lane_mask);
+  return src >= segment_base(width) + static_cast<unsigned>(width) ? current().lane : src;
 }
-
-template <typename T>
-T shfl_idx(unsigned mask, T v, int src_lane, int width) {
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
+inline unsigned src_down(unsigned delta, int width) {
   const unsigned lane = current().lane;
-  const unsigned base = lane & ~static_cast<unsigned>(width - 1);
-  bits = warp_exchange(mask, bits, base + (static_cast<unsigned>(src_lane) & static_cast<unsigned>(width - 1)), "__shfl_sync");
-  T r;
-  std::memcpy(&r, &bits, sizeof(T));
-  return r;
+  return lane + delta < segment_base(width) + static_cast<unsigned>(width) ? lane + delta : lane;
 }
+inline unsigned src_idx(int src_lane, int width) { return segment_base(width) + (static_cast<unsigned>(src_lane) & static_cast<unsigned>(width - 1)); }
 
 }  // namespace ir_sim
 
@@ -156,15 +141,15 @@ inline void __syncthreads() { ::ir_sim::sync_block(); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { ::ir_sim::sync_warp(mask, "__syncwarp"); }
 template <typename T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-  return ::ir_sim::shfl_xor(mask, v, lane_mask, width, "__shfl_xor_sync");
+  return ::ir_sim::shfl_from(mask, v, ::ir_sim::src_xor(lane_mask, width), "__shfl_xor_sync");
 }
 template <typename T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-  return ::ir_sim::shfl_down(mask, v, delta, width);
+  return ::ir_sim::shfl_from(mask, v, ::ir_sim::src_down(delta, width), "__shfl_down_sync");
 }
 template <typename T>
 inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-  return ::ir_sim::shfl_idx(mask, v, src_lane, width);
+  return ::ir_sim::shfl_from(mask, v, ::ir_sim::src_idx(src_lane, width), "__shfl_sync");
 }
 
 // Device math the host library lacks (IEEE round-to-nearest on the host: SSE).
