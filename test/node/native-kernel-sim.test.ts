@@ -62,6 +62,8 @@ describe(`the simulator's detectors, each on a broken kernel (ir_sim_selftest)${
     { name: 'wmma-misaligned', expect: [/not 256-bit aligned/, /err=cudaErrorMisalignedAddress/] },
     { name: 'shfl-exited', expect: [/__shfl_xor_sync \(mask ffffffff\) names lane 16, which has exited/, /err=cudaErrorLaunchFailure/] },
     { name: 'syncthreads-exited', expect: [/__syncthreads\(\) after this thread exited/, /err=cudaErrorLaunchFailure/] },
+    { name: 'divergent', expect: [/divergent warp collectives/, /err=cudaErrorLaunchFailure/] },
+    { name: 'deadlock', expect: [/deadlock: waits at/, /err=cudaErrorLaunchFailure/] },
     { name: 'block-too-big', expect: [/launch=cudaErrorInvalidConfiguration next=cudaSuccess sync=cudaSuccess/] },
     {
       name: 'smem-limit',

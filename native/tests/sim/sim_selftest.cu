@@ -8,7 +8,7 @@
 //
 // test/node/native-kernel-sim.test.ts runs every case and checks each observation.
 // Cases: ok-reduce, race, race-fixed, race-warps, race-warps-fixed, syncwarp-missing, syncwarp-fixed, wmma-misaligned,
-// shfl-exited, syncthreads-exited, block-too-big, smem-limit, smem-uninit, oob-read,
+// shfl-exited, syncthreads-exited, divergent, deadlock, block-too-big, smem-limit, smem-uninit, oob-read,
 // misaligned-float4.
 #include <mma.h>
 
@@ -87,6 +87,21 @@ __global__ void early_exit_barrier_kernel(float* out) {
   s[threadIdx.x] = 1.0f;
   __syncthreads();
   out[threadIdx.x] = s[(threadIdx.x + 1) % 32];
+}
+
+// Half a warp at one collective, the other half at another.
+__global__ void divergent_kernel(float* out) {
+  float v = 1.0f;
+  if (threadIdx.x < 16) __syncwarp();
+  else v = __shfl_xor_sync(0xffffffffu, v, 1);
+  out[threadIdx.x] = v;
+}
+
+// Lanes 0-15 wait at the block barrier, lanes 16-31 at a warp barrier naming all 32.
+__global__ void deadlock_kernel(float* out) {
+  if (threadIdx.x < 16) __syncthreads();
+  else __syncwarp();
+  out[threadIdx.x] = 1.0f;
 }
 
 __global__ void noop_kernel(float* out) {
@@ -172,10 +187,12 @@ int run_case(const std::string& c) {
     std::printf("RESULT %s wrong=%d err=%s\n", c.c_str(), wrong, err_name(e));
     return 0;
   }
-  if (c == "shfl-exited" || c == "syncthreads-exited") {
+  if (c == "shfl-exited" || c == "syncthreads-exited" || c == "divergent" || c == "deadlock") {
     Buf<float> out(64);
     if (c == "shfl-exited") half_warp_exits_kernel<<<1, 32>>>(out.p);
-    else early_exit_barrier_kernel<<<1, 64>>>(out.p);
+    else if (c == "syncthreads-exited") early_exit_barrier_kernel<<<1, 64>>>(out.p);
+    else if (c == "divergent") divergent_kernel<<<1, 32>>>(out.p);
+    else deadlock_kernel<<<1, 32>>>(out.p);
     const cudaError_t e = cudaDeviceSynchronize();
     std::printf("RESULT %s err=%s\n", c.c_str(), err_name(e));
     return 0;
