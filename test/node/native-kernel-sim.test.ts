@@ -175,6 +175,11 @@ describe(`the engine over the simulated kernels, end to end (ir_engine_sim)${why
     expect(Number(m![1])).toBeGreaterThan(0);
     expect(r.out).toMatch(/^\| ranking where refs differ > 0\.05 \(\d+ pairs\) \| PASS \|$/m);
     expect(r.out).not.toMatch(/^ir_sim: /m);
+    // CUDA graphs: every bucket captured (the simulator records and replays them); the
+    // threads-at-once pass runs on replayed graphs (a no-op replay fails it: 0.36 when tried)
+    expect(r.out).toMatch(/^\| CUDA graphs captured \/ failed \| [1-9]\d* \/ 0 \|$/m);
+    const threads = r.out.split('\n').find((l) => /^\| \d threads at once vs ref/.test(l));
+    expect(threads, r.out).toMatch(/ PASS \|$/);
   }, 120_000);
 
   it.skipIf(!has(ENGINE_SAN))(`the whole forward under AddressSanitizer + UBSan: no out-of-bounds or misaligned access anywhere${why(ENGINE_SAN)}`, async () => {

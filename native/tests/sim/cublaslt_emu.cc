@@ -16,6 +16,8 @@
 //   an algo that did not come from the heuristic, and operand pointers that are not
 //   16-byte aligned (the heuristic's default minimum alignment).
 // It cannot say which type combinations or shapes the real library has kernels for.
+#include <dlfcn.h>
+
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
@@ -121,6 +123,70 @@ cublasStatus_t set_exact(T* field, const void* buf, size_t size) {
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+struct Matmul {
+  Desc desc;
+  Layout a, b, d;
+  Problem pr;
+  const void *A, *B, *C;
+  void* D;
+  float alpha, beta;
+};
+
+void run_matmul(const Matmul& m) {
+  const Desc& ds = m.desc;
+  const Layout &la = m.a, &lb = m.b, &ld = m.d;
+  const Problem& pr = m.pr;
+  const void *A = m.A, *B = m.B, *C = m.C;
+  void* Dp = m.D;
+  const bool bias = ds.epilogue == CUBLASLT_EPILOGUE_BIAS;
+  const cudaDataType_t bias_type = ds.bias_type == -1 ? ld.type : static_cast<cudaDataType_t>(ds.bias_type);
+  const float al = m.alpha, be = m.beta;
+  const bool ta = ds.transa == CUBLAS_OP_T, tb = ds.transb == CUBLAS_OP_T;
+  // op(A) as fp32 rows [m][k] and op(B) as fp32 columns [n][k], so each D element is one
+  // contiguous dot product (8 interleaved fp32 partial sums, vectorizable as written).
+  std::vector<float> ar(pr.m * pr.k), bc(pr.n * pr.k);
+  for (uint64_t i = 0; i < pr.m; ++i)
+    for (uint64_t kk = 0; kk < pr.k; ++kk) ar[i * pr.k + kk] = load(A, la.type, ta ? kk + i * la.ld : i + kk * la.ld);
+  for (uint64_t j = 0; j < pr.n; ++j)
+    for (uint64_t kk = 0; kk < pr.k; ++kk) bc[j * pr.k + kk] = load(B, lb.type, tb ? j + kk * lb.ld : kk + j * lb.ld);
+  auto cols = [&](uint64_t j0, uint64_t j1) {
+    for (uint64_t j = j0; j < j1; ++j) {
+      const float* bj = &bc[j * pr.k];
+      for (uint64_t i = 0; i < pr.m; ++i) {
+        const float* ai = &ar[i * pr.k];
+        float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        uint64_t kk = 0;
+        for (; kk + 8 <= pr.k; kk += 8)
+          for (int q = 0; q < 8; ++q) p[q] += ai[kk + q] * bj[kk + q];
+        float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+        for (; kk < pr.k; ++kk) s += ai[kk] * bj[kk];
+        const size_t at = i + j * ld.ld;
+        float v = al * s;
+        if (be != 0.0f) v += be * load(C, ld.type, at);
+        if (bias) v += load(ds.bias, bias_type, i);
+        store(Dp, ld.type, at, v);
+      }
+    }
+  };
+  const uint64_t work = pr.m * pr.n * pr.k;
+  const unsigned nt = work < (1ull << 22) ? 1u : std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(pr.n)));
+  if (nt == 1) {
+    cols(0, pr.n);
+  } else {
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < nt; ++t) pool.emplace_back(cols, pr.n * t / nt, pr.n * (t + 1) / nt);
+    for (auto& th : pool) th.join();
+  }
+}
+
+// The runtime stand-in's capture hook (tests/emu/cuda_runtime_emu.cc), when the executable
+// exports it: a matmul on a capturing stream is recorded for the graph, not run.
+using CaptureHook = int (*)(cudaStream_t, void (*)(void*), void*, void (*)(void*));
+CaptureHook capture_hook() {
+  static const CaptureHook h = reinterpret_cast<CaptureHook>(dlsym(RTLD_DEFAULT, "ir_emu_capture_record"));
+  return h;
+}
 
 }  // namespace
 
@@ -264,7 +330,7 @@ __attribute__((visibility("default"))) cublasStatus_t cublasLtMatmul(cublasLtHan
                                                                      cublasLtMatrixLayout_t a, const void* B, cublasLtMatrixLayout_t b,
                                                                      const void* beta, const void* C, cublasLtMatrixLayout_t c, void* Dp,
                                                                      cublasLtMatrixLayout_t d, const cublasLtMatmulAlgo_t* algo, void* workspace,
-                                                                     size_t workspace_bytes, cudaStream_t) {
+                                                                     size_t workspace_bytes, cudaStream_t stream) {
   if (!h || reinterpret_cast<Handle*>(h)->magic != kMagicHandle) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (!op || !a || !b || !c || !d || !alpha || !beta || !A || !B || !C || !Dp) return CUBLAS_STATUS_INVALID_VALUE;
   Problem pr{};
@@ -277,47 +343,14 @@ __attribute__((visibility("default"))) cublasStatus_t cublasLtMatmul(cublasLtHan
   (void)workspace_bytes;
   if (!aligned16(A) || !aligned16(B) || !aligned16(C) || !aligned16(Dp)) return CUBLAS_STATUS_NOT_SUPPORTED;
   const Desc& ds = *D(op);
-  const Layout &la = *L(a), &lb = *L(b), &ld = *L(d);
-  const bool bias = ds.epilogue == CUBLASLT_EPILOGUE_BIAS;
-  if (bias && !ds.bias) return CUBLAS_STATUS_INVALID_VALUE;
-  const cudaDataType_t bias_type = ds.bias_type == -1 ? ld.type : static_cast<cudaDataType_t>(ds.bias_type);
-  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-  const bool ta = ds.transa == CUBLAS_OP_T, tb = ds.transb == CUBLAS_OP_T;
-  // op(A) as fp32 rows [m][k] and op(B) as fp32 columns [n][k], so each D element is one
-  // contiguous dot product (8 interleaved fp32 partial sums, vectorizable as written).
-  std::vector<float> ar(pr.m * pr.k), bc(pr.n * pr.k);
-  for (uint64_t i = 0; i < pr.m; ++i)
-    for (uint64_t kk = 0; kk < pr.k; ++kk) ar[i * pr.k + kk] = load(A, la.type, ta ? kk + i * la.ld : i + kk * la.ld);
-  for (uint64_t j = 0; j < pr.n; ++j)
-    for (uint64_t kk = 0; kk < pr.k; ++kk) bc[j * pr.k + kk] = load(B, lb.type, tb ? j + kk * lb.ld : kk + j * lb.ld);
-  auto cols = [&](uint64_t j0, uint64_t j1) {
-    for (uint64_t j = j0; j < j1; ++j) {
-      const float* bj = &bc[j * pr.k];
-      for (uint64_t i = 0; i < pr.m; ++i) {
-        const float* ai = &ar[i * pr.k];
-        float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        uint64_t kk = 0;
-        for (; kk + 8 <= pr.k; kk += 8)
-          for (int q = 0; q < 8; ++q) p[q] += ai[kk + q] * bj[kk + q];
-        float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
-        for (; kk < pr.k; ++kk) s += ai[kk] * bj[kk];
-        const size_t at = i + j * ld.ld;
-        float v = al * s;
-        if (be != 0.0f) v += be * load(C, ld.type, at);
-        if (bias) v += load(ds.bias, bias_type, i);
-        store(Dp, ld.type, at, v);
-      }
-    }
-  };
-  const uint64_t work = pr.m * pr.n * pr.k;
-  const unsigned nt = work < (1ull << 22) ? 1u : std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(pr.n)));
-  if (nt == 1) {
-    cols(0, pr.n);
-  } else {
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < nt; ++t) pool.emplace_back(cols, pr.n * t / nt, pr.n * (t + 1) / nt);
-    for (auto& th : pool) th.join();
-  }
+  if (ds.epilogue == CUBLASLT_EPILOGUE_BIAS && !ds.bias) return CUBLAS_STATUS_INVALID_VALUE;
+  // Everything by value, as the library bakes it into the kernels it launches (and a CUDA
+  // graph capturing them keeps): the descriptor's bias pointer, layouts, alpha and beta.
+  auto* m = new Matmul{ds, *L(a), *L(b), *L(d), pr, A, B, C, Dp, *static_cast<const float*>(alpha), *static_cast<const float*>(beta)};
+  if (capture_hook() && capture_hook()(stream, [](void* c) { run_matmul(*static_cast<Matmul*>(c)); }, m, [](void* c) { delete static_cast<Matmul*>(c); }))
+    return CUBLAS_STATUS_SUCCESS;
+  run_matmul(*m);
+  delete m;
   return CUBLAS_STATUS_SUCCESS;
 }
 

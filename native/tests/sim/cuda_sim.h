@@ -75,15 +75,17 @@ struct Cfg {
   Cfg(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = nullptr) : grid(g), block(b), smem(s), stream(st) {}
 };
 
-// Runs body() once per thread of every block; returns the launch error (cudaSuccess, a
+// Runs body() once per thread of every block — or, while cfg.stream is capturing, records
+// the launch for each replay of the graph; returns the launch error (cudaSuccess, a
 // configuration error, or the error a violation inside the kernel raised).
 cudaError_t run_grid(const char* name, const void* fn, const Cfg& cfg, const std::function<void()>& body);
 
 // The rewritten launch statement: `name<<<cfg>>>(args)` → `launch("name", name, Cfg(cfg), args)`.
 template <typename... P, typename... A>
 void launch(const char* name, void (*kernel)(P...), const Cfg& cfg, A&&... args) {
+  // The arguments are copied now, as a launch (and a graph capturing it) does.
   std::tuple<std::decay_t<P>...> params(static_cast<std::decay_t<P>>(std::forward<A>(args))...);
-  run_grid(name, reinterpret_cast<const void*>(kernel), cfg, [&params, kernel] { std::apply(kernel, params); });
+  run_grid(name, reinterpret_cast<const void*>(kernel), cfg, [params, kernel] { std::apply(kernel, params); });
 }
 
 // Collectives (the calling fiber yields to the scheduler).

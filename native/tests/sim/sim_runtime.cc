@@ -41,6 +41,7 @@
 // The device-loss hook of the runtime stand-in (tests/emu/cuda_runtime_emu.cc).
 extern "C" void ir_emu_device_fault(cudaError_t err);
 extern "C" void ir_emu_set_last_error(cudaError_t err);
+extern "C" int ir_emu_capture_record(cudaStream_t s, void (*run)(void*), void* ctx, void (*free_ctx)(void*));
 
 namespace ir_sim {
 namespace {
@@ -420,6 +421,16 @@ void fault(cudaError_t err, const char* fmt, ...) {
   std::abort();
 }
 
+namespace {
+cudaError_t execute_grid(const char* name, const Cfg& cfg, const std::function<void()>& body);
+
+struct RecordedLaunch {
+  std::string name;
+  Cfg cfg;
+  std::function<void()> body;
+};
+}  // namespace
+
 cudaError_t run_grid(const char* name, const void* fn, const Cfg& cfg, const std::function<void()>& body) {
   const dim3 g = cfg.grid, bl = cfg.block;
   const unsigned long nthreads = static_cast<unsigned long>(bl.x) * bl.y * bl.z;
@@ -440,6 +451,20 @@ cudaError_t run_grid(const char* name, const void* fn, const Cfg& cfg, const std
     ir_emu_set_last_error(cfg_err);
     return cfg_err;
   }
+  auto* rec = new RecordedLaunch{name, cfg, body};
+  const auto replay = [](void* c) {
+    auto* r = static_cast<RecordedLaunch*>(c);
+    execute_grid(r->name.c_str(), r->cfg, r->body);
+  };
+  if (ir_emu_capture_record(cfg.stream, replay, rec, [](void* c) { delete static_cast<RecordedLaunch*>(c); })) return cudaSuccess;
+  delete rec;
+  return execute_grid(name, cfg, body);
+}
+
+namespace {
+cudaError_t execute_grid(const char* name, const Cfg& cfg, const std::function<void()>& body) {
+  const dim3 g = cfg.grid, bl = cfg.block;
+  const unsigned long nthreads = static_cast<unsigned long>(bl.x) * bl.y * bl.z;
   Block b;
   b.kernel = name;
   b.body = &body;
@@ -491,6 +516,7 @@ cudaError_t run_grid(const char* name, const void* fn, const Cfg& cfg, const std
   }
   return cudaSuccess;
 }
+}  // namespace
 
 }  // namespace ir_sim
 
