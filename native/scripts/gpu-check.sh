@@ -107,7 +107,9 @@ echo "cuBLASLt: ${IMAGEREWARD_CUBLASLT:-NOT FOUND} (header: ${cublas_inc:-none})
 step "build (sm_$ARCHS, no Node: IMAGEREWARD_ADDON=OFF)"
 tools_dir="$BUILD/tools"
 built="device"
+# (the CPU emulation and the kernel simulator are for machines without a GPU: not built here)
 if ! timeout "$(cap 300)" cmake -S "$ROOT/native" -B "$BUILD" -DIMAGEREWARD_ADDON=OFF -DIMAGEREWARD_CUDA=ON "-DIMAGEREWARD_CUDA_ARCHS=$ARCHS" \
+     -DIMAGEREWARD_ENGINE_EMU=OFF -DIMAGEREWARD_KERNEL_SIM=OFF \
      ${cublas_inc:+"-DIMAGEREWARD_CUBLAS_INCLUDE=$cublas_inc"} -DCMAKE_BUILD_TYPE=Release >"$LOGS/cmake.txt" 2>&1 ||
    ! timeout "$(cap 400)" cmake --build "$BUILD" -j "$(nproc)" >"$LOGS/build.txt" 2>&1; then
   tail -20 "$LOGS/cmake.txt"; grep -E "error|Error" "$LOGS/build.txt" 2>/dev/null | head -40
