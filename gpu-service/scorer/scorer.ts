@@ -1,10 +1,12 @@
-// High-level ImageReward scorer: prompt + images → rewards (and ranks), with
-// all images of one call scored in one batched forward on the selected backend
-// (CUDA engine when it can run here, else ONNX Runtime on CPU; select-backend.ts).
+// High-level ImageReward scorer: prompt + images → rewards (and ranks), the images
+// scored in batched forwards on the selected backend (CUDA engine when it can run here,
+// else ONNX Runtime on CPU; select-backend.ts).
 //
-// Image files (bytes or paths) go through preprocessImage, which produces the
-// upstream 3x224x224 tensor; models whose vision.image is not 224 (the tiny
-// test model) can only be scored through scoreTensors.
+// Image files (bytes or paths) go through preprocessImageRgb (upstream's decode, resize,
+// crop and convert('RGB')) and the backend's encodeImagesRgb, which applies ToTensor +
+// Normalize where the model runs — the same tensor as preprocessImage, bit for bit.
+// Models whose vision.image is not 224 (the tiny test model) can only be scored through
+// scoreTensors.
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -12,7 +14,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { ImageRewardConfig } from '../model/architecture.js';
 import { convertCheckpoint } from '../model/convert.js';
 import { CONFIG_FILE, VOCAB_FILE, readModelDirConfig } from '../model/model-dir.js';
-import { IMAGE_SIZE, ImageError, preprocessImage } from '../preprocess/index.js';
+import { IMAGE_SIZE, ImageError, preprocessImageRgb } from '../preprocess/index.js';
 import { loadTokenizer } from '../tokenizer.js';
 import type { BackendName } from './backend.js';
 import type { NativeBackendOptions } from './native-backend.js';
@@ -154,7 +156,7 @@ export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
       );
     }
     // In chunks, so any number of files works: the CUDA engine refuses batches above its
-    // maxBatch (256), and memory stays bounded (one chunk of pixels, 602 KB an image).
+    // maxBatch (256), and memory stays bounded (one chunk of RGB crops, 150 KB an image).
     // The rewards do not depend on the chunking (each pair is scored on its own).
     const per = 3 * S * S;
     const chunk = backend.name === 'native' ? SCORE_CHUNK_NATIVE : SCORE_CHUNK_ORT;
@@ -162,18 +164,18 @@ export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
     const rewards: number[] = [];
     for (let start = 0; start < images.length; start += chunk) {
       const part = images.slice(start, start + chunk);
-      const pixels = new Float32Array(part.length * per);
+      const rgb = new Uint8Array(part.length * per);
       await Promise.all(
         part.map(async (image, j) => {
           const { bytes, label } = await readImage(image, start + j);
-          let t: Float32Array;
+          let t: Uint8Array;
           try {
-            t = await preprocessImage(bytes);
+            t = await preprocessImageRgb(bytes);
           } catch (err) {
             if (err instanceof ImageError) throw new ImageError(err.code, `${label}: ${err.message}`, { cause: err });
             throw err;
           }
-          pixels.set(t, j * per);
+          rgb.set(t, j * per);
         }),
       );
       const ids = new BigInt64Array(part.length * L);
@@ -184,7 +186,8 @@ export async function createScorer(opts: ScorerOptions): Promise<Scorer> {
           mask[i * L + j] = BigInt(enc.attention_mask[j] ?? 0);
         }
       }
-      const { reward } = await scoreTensors(pixels, ids, mask);
+      const embeds = await backend.encodeImagesRgb(rgb, part.length);
+      const { reward } = await backend.scoreText(ids, mask, embeds, part.length);
       rewards.push(...reward);
     }
     return rewards;
