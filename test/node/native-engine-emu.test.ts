@@ -16,20 +16,18 @@
 // bf16 / fp16: every layer reading layer 0's cross K/V 0.21 / 0.21, the prompt mask dropped
 // 0.41 / 0.41, the wrong LayerNorm after cross-attention 0.078 / 0.076, the last image
 // token left out of ViT attention 0.011 / 0.008.
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile, cp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSmallEngineCheck } from '../support/small-engine-model.js';
+import { runTool, tableRow } from '../support/engine-check-output.js';
 
 const EMU = join(import.meta.dirname, '..', '..', 'native', 'build', 'tools', 'ir_engine_emu');
 const mustBuild = process.env.IMAGEREWARD_CUDA === 'ON';
 const present = mustBuild || existsSync(EMU);
 const skipWhy = present ? '' : ' — skipped: ir_engine_emu was not built (no CUDA headers on this machine)';
-const run = promisify(execFile);
 
 let work: string;
 let model: string;
@@ -45,24 +43,8 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-async function emu(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string }> {
-  try {
-    const { stdout, stderr } = await run(EMU, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 16 << 20 });
-    return { code: 0, out: stdout + stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: `${e.stdout}${e.stderr}` };
-  }
-}
-
-/** The value of a `| label… | 1.23e-03 PASS |` row of engine_check's table. */
-function row(out: string, label: RegExp): { value: number; pass: boolean } {
-  const line = out.split('\n').find((l) => l.startsWith('| ') && label.test(l));
-  expect(line, `row ${label} in:\n${out}`).toBeDefined();
-  const m = /\|\s*([0-9.eE+-]+)\s+(PASS|FAIL)\s*\|\s*$/.exec(line!);
-  expect(m, line).not.toBeNull();
-  return { value: Number(m![1]), pass: m![2] === 'PASS' };
-}
+const emu = (args: string[], env: NodeJS.ProcessEnv = {}) => runTool(EMU, args, env);
+const row = tableRow;
 
 describe(`the engine's host code on CPU reference ops (ir_engine_emu)${skipWhy}`, () => {
   const cases: { name: string; args: string[]; bar: number }[] = [

@@ -16,14 +16,13 @@
 //      under AddressSanitizer + UBSan (an out-of-bounds read on a GPU is a lost context).
 // The real cuBLASLt, CUDA graphs, concurrent streams on a device and everything
 // timing-related still need a GPU (native/scripts/gpu-check.sh).
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSmallEngineCheck } from '../support/small-engine-model.js';
+import { runTool, tableRow } from '../support/engine-check-output.js';
 
 const TOOLS = join(import.meta.dirname, '..', '..', 'native', 'build', 'tools');
 const SELFTEST = join(TOOLS, 'ir_sim_selftest');
@@ -37,17 +36,8 @@ const CUBLASLT = { IMAGEREWARD_CUBLASLT: join(TOOLS, 'libcublaslt_emu.so') };
 const mustBuild = process.env.IMAGEREWARD_CUDA === 'ON';
 const has = (bin: string) => mustBuild || existsSync(bin);
 const why = (bin: string) => (has(bin) ? '' : ` — skipped: ${bin.split('/').pop()} was not built (no CUDA headers, or no sanitizers)`);
-const run = promisify(execFile);
 
-async function sim(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string }> {
-  try {
-    const { stdout, stderr } = await run(bin, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 16 << 20 });
-    return { code: 0, out: stdout + stderr };
-  } catch (err) {
-    const e = err as { code: number | string; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-  }
-}
+const sim = runTool;
 
 describe(`the simulator's detectors, each on a broken kernel (ir_sim_selftest)${why(SELFTEST)}`, () => {
   const orders = ['forward', 'reverse'] as const;
@@ -167,12 +157,10 @@ describe(`the engine over the simulated kernels, end to end (ir_engine_sim)${why
     const r = await sim(ENGINE, ['--model', model, '--refs', refs, '--bar', String(bar), ...args], CUBLASLT);
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/CPU kernel simulator .*cuBLASLt 13\.0\.0/);
-    const line = r.out.split('\n').find((l) => l.startsWith('| parity: max abs'));
-    const m = line ? /\|\s*([0-9.eE+-]+)\s+(PASS|FAIL)\s*\|\s*$/.exec(line) : null;
-    expect(m, r.out).not.toBeNull();
-    expect(m![2]).toBe('PASS');
-    expect(Number(m![1])).toBeLessThanOrEqual(bar);
-    expect(Number(m![1])).toBeGreaterThan(0);
+    const parity = tableRow(r.out, /^\| parity: max abs/);
+    expect(parity.pass).toBe(true);
+    expect(parity.value).toBeLessThanOrEqual(bar);
+    expect(parity.value).toBeGreaterThan(0);
     expect(r.out).toMatch(/^\| ranking where refs differ > 0\.05 \(\d+ pairs\) \| PASS \|$/m);
     expect(r.out).not.toMatch(/^ir_sim: /m);
     // CUDA graphs: every bucket captured (the simulator records and replays them); the

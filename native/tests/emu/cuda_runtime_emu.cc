@@ -98,6 +98,9 @@ extern "C" {
 // For the simulator's kernel launches and the emulated cuBLASLt (found by dlsym): returns 1
 // when `s` is capturing on this thread and the work was recorded (run(ctx) at each graph
 // launch, free_ctx(ctx) with the graph), 0 when the caller must run it now.
+// Whether `s` is capturing on this thread (so a caller records instead of running).
+__attribute__((visibility("default"))) int ir_emu_capturing(cudaStream_t s) { return t_capture && t_capture->stream == s ? 1 : 0; }
+
 __attribute__((visibility("default"))) int ir_emu_capture_record(cudaStream_t s, void (*run)(void*), void* ctx, void (*free_ctx)(void*)) {
   if (!t_capture || t_capture->stream != s) return 0;
   std::shared_ptr<void> owned(ctx, free_ctx);

@@ -41,6 +41,7 @@
 // The device-loss hook of the runtime stand-in (tests/emu/cuda_runtime_emu.cc).
 extern "C" void ir_emu_device_fault(cudaError_t err);
 extern "C" void ir_emu_set_last_error(cudaError_t err);
+extern "C" int ir_emu_capturing(cudaStream_t s);
 extern "C" int ir_emu_capture_record(cudaStream_t s, void (*run)(void*), void* ctx, void (*free_ctx)(void*));
 
 namespace ir_sim {
@@ -451,14 +452,13 @@ cudaError_t run_grid(const char* name, const void* fn, const Cfg& cfg, const std
     ir_emu_set_last_error(cfg_err);
     return cfg_err;
   }
-  auto* rec = new RecordedLaunch{name, cfg, body};
+  if (!ir_emu_capturing(cfg.stream)) return execute_grid(name, cfg, body);
   const auto replay = [](void* c) {
     auto* r = static_cast<RecordedLaunch*>(c);
     execute_grid(r->name.c_str(), r->cfg, r->body);
   };
-  if (ir_emu_capture_record(cfg.stream, replay, rec, [](void* c) { delete static_cast<RecordedLaunch*>(c); })) return cudaSuccess;
-  delete rec;
-  return execute_grid(name, cfg, body);
+  ir_emu_capture_record(cfg.stream, replay, new RecordedLaunch{name, cfg, body}, [](void* c) { delete static_cast<RecordedLaunch*>(c); });
+  return cudaSuccess;
 }
 
 namespace {
