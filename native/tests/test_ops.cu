@@ -574,6 +574,34 @@ void test_gemm_all() {
     std::printf("gemm_badargs   %-4s null operands -> %s %s\n", tname<T>(), ir::engine_error_code_name(e.code()), ok ? "PASS" : "FAIL");
     if (!ok) ++g_failures;
   }
+  // an operand off the 256-byte boundary cuBLASLt's default heuristic assumes: refused
+  // before cuBLASLt sees it (on a device the library would refuse or misbehave)
+  {
+    void* buf = nullptr;
+    if (cuda_ok(cudaMalloc(&buf, 4096), "cudaMalloc(misaligned gemm)")) {
+      for (int which = 0; which < 3; which++) {
+        GemmArgs g;
+        g.M = 8; g.N = 8; g.K = 8;
+        char* base = static_cast<char*>(buf);
+        g.A = base + (which == 0 ? 16 : 0);
+        g.W = base + 1024 + (which == 1 ? 32 : 0);
+        g.D = base + 2048 + (which == 2 ? 128 : 0);
+        g.d_f32 = true;
+        const char* name = which == 0 ? "A" : which == 1 ? "W" : "D";
+        try {
+          runner->run(g);
+          cudaStreamSynchronize(st);
+          std::printf("gemm_misalign  %-4s %s off 256 B accepted FAIL\n", tname<T>(), name);
+          ++g_failures;
+        } catch (const ir::EngineError& e) {
+          const bool ok = e.code() == ir::EngineErrorCode::BadInput;
+          std::printf("gemm_misalign  %-4s %s off 256 B -> %s %s\n", tname<T>(), name, ir::engine_error_code_name(e.code()), ok ? "PASS" : "FAIL");
+          if (!ok) ++g_failures;
+        }
+      }
+      cudaFree(buf);
+    }
+  }
   test_gemm_plan_reuse_and_graph<T>(*runner, st);
   runner.reset();
   cudaStreamDestroy(st);

@@ -56,6 +56,8 @@ bool is_sticky_cuda_error(cudaError_t e);
   } while (0)
 
 // ---- GEMM -----------------------------------------------------------------------------
+constexpr uintptr_t kGemmAlign = 256;  // cuBLASLt's default CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES
+
 struct GemmArgs {
   int M = 0, N = 0, K = 0;
   const void* A = nullptr;      // T [M, K]
@@ -74,6 +76,15 @@ inline void check_gemm_args(const GemmArgs& g) {
     throw EngineError(EngineErrorCode::BadInput, "GEMM: empty shape or null pointer (M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) +
                                                      " K=" + std::to_string(g.K) + ")");
   if (g.accumulate && !g.d_f32) throw EngineError(EngineErrorCode::BadInput, "GEMM: accumulate needs an fp32 output");
+  // Plans are chosen with cuBLASLt's default preference, which lets the heuristic pick
+  // kernels that assume 256-byte aligned A, B, C and D; a less aligned pointer would make
+  // cublasLtMatmul refuse (or misbehave) only on a real device, so refuse it here, on
+  // every build. Every engine buffer and weight starts on a 256-byte boundary.
+  auto misaligned = [](const void* p, uintptr_t a) { return p && (reinterpret_cast<uintptr_t>(p) % a) != 0; };
+  if (misaligned(g.A, kGemmAlign) || misaligned(g.W, kGemmAlign) || misaligned(g.D, kGemmAlign) || misaligned(g.bias, 16) ||
+      misaligned(g.bias_t, 16))
+    throw EngineError(EngineErrorCode::BadInput, "GEMM: operands must be 256-byte aligned and biases 16-byte aligned (M=" + std::to_string(g.M) +
+                                                     " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K) + ")");
 }
 
 class GemmRunner {

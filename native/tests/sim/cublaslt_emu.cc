@@ -13,8 +13,10 @@
 //   an attribute buffer of the wrong size, an unknown attribute, inconsistent dimensions,
 //   ld < rows, row-major or batched layouts (not emulated), A and B of different types,
 //   C ≠ D layouts, a bias epilogue without a bias pointer, workspace larger than offered,
-//   an algo that did not come from the heuristic, and operand pointers that are not
-//   16-byte aligned (the heuristic's default minimum alignment).
+//   an algo that did not come from the heuristic, and operand pointers less aligned than
+//   the heuristic was told they would be (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_{A,B,C,D}_BYTES,
+//   256 by default: the library may pick kernels that need all 256, so a pointer aligned
+//   to less must be declared in the preference) or a bias pointer not 16-byte aligned.
 // It cannot say which type combinations or shapes the real library has kernels for.
 #include <dlfcn.h>
 
@@ -60,10 +62,12 @@ struct Desc {
 
 struct Pref {
   uint64_t max_ws = 0;
+  uint32_t min_align[4] = {256, 256, 256, 256};  // A, B, C, D: cuBLASLt's defaults
 };
 
 static_assert(sizeof(Layout) <= sizeof(cublasLtMatrixLayoutOpaque_t), "Layout fits the opaque type");
 static_assert(sizeof(Desc) <= sizeof(cublasLtMatmulDescOpaque_t), "Desc fits the opaque type");
+static_assert(sizeof(Pref) <= sizeof(cublasLtMatmulPreferenceOpaque_t), "Pref fits the opaque type");
 
 Layout* L(cublasLtMatrixLayout_t p) { return reinterpret_cast<Layout*>(p); }
 Desc* D(cublasLtMatmulDesc_t p) { return reinterpret_cast<Desc*>(p); }
@@ -122,7 +126,7 @@ cublasStatus_t set_exact(T* field, const void* buf, size_t size) {
   return CUBLAS_STATUS_SUCCESS;
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned_to(const void* p, uint64_t bytes) { return bytes != 0 && (reinterpret_cast<uintptr_t>(p) % bytes) == 0; }
 
 struct Matmul {
   Desc desc;
@@ -298,8 +302,15 @@ __attribute__((visibility("default"))) cublasStatus_t cublasLtMatmulPreferenceSe
                                                                                            cublasLtMatmulPreferenceAttributes_t attr,
                                                                                            const void* buf, size_t size) {
   if (!p) return CUBLAS_STATUS_INVALID_VALUE;
-  if (attr == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) return set_exact(&reinterpret_cast<Pref*>(p)->max_ws, buf, size);
-  return CUBLAS_STATUS_INVALID_VALUE;
+  Pref* pr = reinterpret_cast<Pref*>(p);
+  switch (attr) {
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: return set_exact(&pr->max_ws, buf, size);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: return set_exact(&pr->min_align[0], buf, size);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: return set_exact(&pr->min_align[1], buf, size);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: return set_exact(&pr->min_align[2], buf, size);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: return set_exact(&pr->min_align[3], buf, size);
+    default: return CUBLAS_STATUS_INVALID_VALUE;
+  }
 }
 
 __attribute__((visibility("default"))) cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t op,
@@ -319,6 +330,9 @@ __attribute__((visibility("default"))) cublasStatus_t cublasLtMatmulAlgoGetHeuri
   results[0].algo.data[1] = pr.m;
   results[0].algo.data[2] = pr.n;
   results[0].algo.data[3] = pr.k;
+  // The alignments this algo relies on: all the preference allowed (the worst case).
+  const Pref& pf = *reinterpret_cast<const Pref*>(pref);
+  results[0].algo.data[4] = uint64_t(pf.min_align[0]) | uint64_t(pf.min_align[1]) << 16 | uint64_t(pf.min_align[2]) << 32 | uint64_t(pf.min_align[3]) << 48;
   results[0].workspaceSize = 0;
   results[0].state = CUBLAS_STATUS_SUCCESS;
   results[0].wavesCount = 1.0f;
@@ -341,9 +355,12 @@ __attribute__((visibility("default"))) cublasStatus_t cublasLtMatmul(cublasLtHan
     return CUBLAS_STATUS_INVALID_VALUE;
   (void)workspace;
   (void)workspace_bytes;
-  if (!aligned16(A) || !aligned16(B) || !aligned16(C) || !aligned16(Dp)) return CUBLAS_STATUS_NOT_SUPPORTED;
+  const uint64_t al = algo->data[4];
+  if (!aligned_to(A, al & 0xffff) || !aligned_to(B, (al >> 16) & 0xffff) || !aligned_to(C, (al >> 32) & 0xffff) || !aligned_to(Dp, al >> 48))
+    return CUBLAS_STATUS_NOT_SUPPORTED;
   const Desc& ds = *D(op);
   if (ds.epilogue == CUBLASLT_EPILOGUE_BIAS && !ds.bias) return CUBLAS_STATUS_INVALID_VALUE;
+  if (ds.epilogue == CUBLASLT_EPILOGUE_BIAS && !aligned_to(ds.bias, 16)) return CUBLAS_STATUS_NOT_SUPPORTED;
   // Everything by value, as the library bakes it into the kernels it launches (and a CUDA
   // graph capturing them keeps): the descriptor's bias pointer, layouts, alpha and beta.
   auto* m = new Matmul{ds, *L(a), *L(b), *L(d), pr, A, B, C, Dp, *static_cast<const float*>(alpha), *static_cast<const float*>(beta)};
