@@ -12,6 +12,7 @@ inline float tf(float v) { return v; }
 inline float tf(__nv_bfloat16 v) { return __bfloat162float(v); }
 inline float tf(__half v) { return __half2float(v); }
 template <typename T> T ft(float v);
+template <> inline float ft<float>(float v) { return v; }
 template <> inline __nv_bfloat16 ft<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 template <> inline __half ft<__half>(float v) { return __float2half_rn(v); }
 

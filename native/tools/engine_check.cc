@@ -424,6 +424,10 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf, "| CUDA graphs captured / failed | %d / %d |", d2.graphs_captured, d2.graphs_failed);
       if (!a.bench) rows.push_back(buf);
       else rows.insert(rows.begin() + 3, buf);
+      // 0 unless this cuBLASLt has no BIAS-epilogue algorithm for some GEMM (gemm.cuh)
+      std::snprintf(buf, sizeof buf, "| GEMM plans with the bias seeded by add_bias (no BIAS epilogue) | %d |", d2.gemm_bias_seeded);
+      if (!a.bench) rows.push_back(buf);
+      else rows.insert(rows.begin() + 4, buf);
     }
     e->dispose();
     std::printf("\n");

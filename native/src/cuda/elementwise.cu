@@ -6,6 +6,10 @@
 // bias_residual  y32[r, c] += x[r, c] + bias[c], all fp32 (x + bias first, as the
 //                unfused torch graph: residual + (gemm + bias)).
 // convert_f32    y T [n] = RN(x fp32 [n]).
+// add_bias       y[r, c] = RN((accumulate ? y[r, c] : 0) + bias[c]) in place, y fp32 or T,
+//                bias fp32: seeds a GEMM's output with its bias when cuBLASLt has no
+//                BIAS-epilogue algorithm for it; the GEMM then runs with beta = 1 (C = D),
+//                so a T output is still rounded once, after the sum (gemm.cu).
 // Launch:        grid-stride, 256 threads per block. When cols % 4 == 0 and the
 //                pointers are 16-byte aligned, one thread handles a float4 (vector loads,
 //                8-byte T stores); otherwise one element per thread. Memory-bound.
@@ -56,6 +60,12 @@ __global__ void bias_residual_vec_kernel(const float4* __restrict__ x, const flo
 }
 
 template <typename T>
+__global__ void add_bias_kernel(T* __restrict__ y, const float* __restrict__ bias, long total, int cols, bool accumulate) {
+  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < total; i += static_cast<long>(gridDim.x) * blockDim.x)
+    y[i] = from_float<T>((accumulate ? to_float(y[i]) : 0.0f) + bias[i % cols]);
+}
+
+template <typename T>
 __global__ void convert_f32_kernel(const float* __restrict__ x, T* __restrict__ y, long n) {
   for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n; i += static_cast<long>(gridDim.x) * blockDim.x)
     y[i] = from_float<T>(x[i]);
@@ -89,6 +99,15 @@ cudaError_t bias_residual(const float* x, const float* bias, float* y32, long ro
 }
 
 template <typename T>
+cudaError_t add_bias(T* y, const float* bias, long rows, int cols, bool accumulate, cudaStream_t stream) {
+  if (rows < 0 || cols <= 0) return cudaErrorInvalidValue;
+  const long total = rows * cols;
+  if (total == 0) return cudaSuccess;
+  add_bias_kernel<T><<<grid_1d(total, kThreads), kThreads, 0, stream>>>(y, bias, total, cols, accumulate);
+  return launch_status();
+}
+
+template <typename T>
 cudaError_t convert_f32(const float* x, T* y, long n, cudaStream_t stream) {
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
@@ -98,6 +117,9 @@ cudaError_t convert_f32(const float* x, T* y, long n, cudaStream_t stream) {
 
 template cudaError_t bias_gelu<__nv_bfloat16>(const float*, const float*, __nv_bfloat16*, long, int, cudaStream_t);
 template cudaError_t bias_gelu<__half>(const float*, const float*, __half*, long, int, cudaStream_t);
+template cudaError_t add_bias<float>(float*, const float*, long, int, bool, cudaStream_t);
+template cudaError_t add_bias<__nv_bfloat16>(__nv_bfloat16*, const float*, long, int, bool, cudaStream_t);
+template cudaError_t add_bias<__half>(__half*, const float*, long, int, bool, cudaStream_t);
 template cudaError_t convert_f32<__nv_bfloat16>(const float*, __nv_bfloat16*, long, cudaStream_t);
 template cudaError_t convert_f32<__half>(const float*, __half*, long, cudaStream_t);
 

@@ -195,6 +195,8 @@ class EngineImpl final : public Engine {
     if (const CublasLtApi* a = cublaslt_try(&why)) d.cublaslt_version = a->version_string();
     d.graphs_captured = graphs_captured_.load();
     d.graphs_failed = graphs_failed_.load();
+    for (const auto& s : slots_)
+      if (s->gemm) d.gemm_bias_seeded += static_cast<int>(s->gemm->bias_fallback_count());
     return d;
   }
 

@@ -68,6 +68,7 @@ struct DeviceInfo {
   std::string cublaslt_version;   // e.g. "13.0.0" (from cublasLtGetVersion) or "" when not loaded
   int graphs_captured = 0;        // CUDA graphs captured so far (one per bucket, entry point and stream)
   int graphs_failed = 0;          // captures that failed (those buckets run eagerly)
+  int gemm_bias_seeded = 0;       // GEMM plans whose bias add_bias seeds: cuBLASLt had no BIAS epilogue
 };
 
 struct BuildInfoCuda {

@@ -6,6 +6,7 @@
 
 #include "cuda/cublaslt_api.h"
 #include "cuda/cublaslt_loader.h"
+#include "cuda/ops.cuh"
 
 namespace ir::cuda {
 
@@ -37,6 +38,7 @@ struct GemmRunner::Plan {
   lt::cublasLtMatmulAlgo_t algo{};
   BiasMode bias = BiasMode::None;
   bool accumulate = false;
+  bool bias_seeded = false;        // no BIAS epilogue: add_bias seeds D, then beta = 1
   const void* bias_ptr = nullptr;  // last value set on desc
 
   ~Plan() {
@@ -134,6 +136,15 @@ GemmRunner::Plan* GemmRunner::plan_for(const GemmArgs& g) {
   } else {
     if (g.bias) p = make_plan(g, BiasMode::F32, &why);
     if (!p && g.bias_t && !g.d_f32) p = make_plan(g, BiasMode::T, &why2);
+    if (!p && g.bias) {  // no BIAS epilogue for this GEMM: add_bias seeds D, then D += A·Wᵀ
+      std::string why3;
+      p = make_plan(g, BiasMode::None, &why3);
+      if (p) {
+        p->bias_seeded = true;
+        bias_seeded_.fetch_add(1, std::memory_order_relaxed);
+      }
+      else why2 += (why2.empty() ? "" : "; ") + std::string("without an epilogue: ") + why3;
+    }
   }
   if (!p) {
     throw EngineError(EngineErrorCode::Cublas, "cuBLASLt plan for GEMM M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) + " K=" +
@@ -158,10 +169,19 @@ void GemmRunner::run(const GemmArgs& g) {
       p->bias_ptr = bp;
     }
   }
-  const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+  if (p->bias_seeded) {
+    if (!g.bias) throw EngineError(EngineErrorCode::BadInput, "GEMM: the plan seeds D with an fp32 bias, none given");
+    cudaError_t e;
+    if (g.d_f32) e = add_bias(static_cast<float*>(g.D), g.bias, g.M, g.N, g.accumulate, stream_);
+    else if (fp16_) e = add_bias(static_cast<__half*>(g.D), g.bias, g.M, g.N, false, stream_);
+    else e = add_bias(static_cast<__nv_bfloat16*>(g.D), g.bias, g.M, g.N, false, stream_);
+    IR_CHECK(e);
+  }
+  const float alpha = 1.0f, beta = g.accumulate || p->bias_seeded ? 1.0f : 0.0f;
   const int st = api.Matmul(static_cast<lt::cublasLtHandle_t>(handle_), p->desc, &alpha, g.W, p->a, g.A, p->b, &beta, g.D, p->d, g.D, p->d, &p->algo,
                             workspace_, kWorkspaceBytes, stream_);
   if (st) throw_cublas(st, "cublasLtMatmul M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K));
 }
+
 
 }  // namespace ir::cuda

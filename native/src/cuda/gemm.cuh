@@ -19,7 +19,13 @@
 // Epilogues: NONE; BIAS (fp32 bias via CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = R_32F,
 // also when D is T — where a cuBLASLt build offers no algorithm for that, the plan
 // falls back to a bias of type T that the caller passes as bias_t); ACCUMULATE: beta = 1
-// with C = D (in place; D must be fp32: the residual stream). cuBLASLt's GELU epilogues
+// with C = D (in place; D must be fp32: the residual stream). Where the library has no
+// BIAS-epilogue algorithm at all for a GEMM (neither bias type), the plan runs without an
+// epilogue and with beta = 1 after our own kernel (elementwise.cu add_bias, same stream,
+// so graphs capture it too) has seeded D with the bias (D = bias, or D += bias when
+// accumulating): D = A·Wᵀ + bias with one rounding, as the T-bias epilogue would give —
+// a little slower, never a failed forward. bias_fallback_count() says how many plans
+// took that road. cuBLASLt's GELU epilogues
 // use the tanh approximation, so GELU is never fused here (elementwise.cu bias_gelu).
 //
 // Plans (matmul desc + 3 layouts + the heuristic's best algorithm) are cached per
@@ -31,6 +37,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -105,6 +112,9 @@ class GemmRunner {
   void prepare(const GemmArgs& g);
 
   size_t plan_count() const { return plans_.size(); }
+  // Plans whose bias add_bias seeds because cuBLASLt offered no BIAS epilogue (readable
+  // from any thread: DeviceInfo sums it over the engine's streams).
+  size_t bias_fallback_count() const { return bias_seeded_.load(std::memory_order_relaxed); }
 
  private:
   struct Plan;
@@ -118,6 +128,7 @@ class GemmRunner {
   void* workspace_ = nullptr;
   void* handle_ = nullptr;  // lt::cublasLtHandle_t
   std::map<Key, std::unique_ptr<Plan>> plans_;
+  std::atomic<size_t> bias_seeded_{0};
 };
 
 }  // namespace ir::cuda

@@ -87,6 +87,10 @@ template <typename T>
 cudaError_t bias_gelu(const float* x, const float* bias, T* y, long rows, int cols, cudaStream_t stream);
 // y32[r, c] += x[r, c] + bias[c] (residual add in fp32).
 cudaError_t bias_residual(const float* x, const float* bias, float* y32, long rows, int cols, cudaStream_t stream);
+// y[r, c] = RN((accumulate ? y[r, c] : 0) + bias[c]) in place, y fp32 or T: seeds a GEMM's
+// output with its bias when cuBLASLt has no BIAS-epilogue algorithm (gemm.cu).
+template <typename T>
+cudaError_t add_bias(T* y, const float* bias, long rows, int cols, bool accumulate, cudaStream_t stream);
 // fp32 → T (weights at load).
 template <typename T>
 cudaError_t convert_f32(const float* x, T* y, long n, cudaStream_t stream);

@@ -135,6 +135,18 @@ cudaError_t bias_residual(const float* x, const float* bias, float* y32, long ro
 }
 
 template <typename T>
+cudaError_t add_bias(T* y, const float* bias, long rows, int cols, bool accumulate, cudaStream_t) {
+  if (rows < 0 || cols <= 0) return cudaErrorInvalidValue;
+  for (long r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r) * cols + c;
+      y[i] = ft<T>((accumulate ? tf(y[i]) : 0.0f) + bias[c]);
+    }
+  return cudaSuccess;
+}
+template cudaError_t add_bias<float>(float*, const float*, long, int, bool, cudaStream_t);
+
+template <typename T>
 cudaError_t convert_f32(const float* x, T* y, long n, cudaStream_t) {
   if (n < 0) return cudaErrorInvalidValue;
   for (long i = 0; i < n; ++i) y[i] = ft<T>(x[i]);
@@ -165,6 +177,7 @@ cudaError_t gelu_inplace(T* x, long n, cudaStream_t) {
   template cudaError_t attention<T>(const AttnArgs<T>&, cudaStream_t);                                                          \
   template cudaError_t bias_gelu<T>(const float*, const float*, T*, long, int, cudaStream_t);                                   \
   template cudaError_t convert_f32<T>(const float*, T*, long, cudaStream_t);                                                    \
+  template cudaError_t add_bias<T>(T*, const float*, long, int, bool, cudaStream_t);                                                   \
   template cudaError_t gelu_inplace<T>(T*, long, cudaStream_t);
 IR_EMU_TYPED(__nv_bfloat16)
 IR_EMU_TYPED(__half)
