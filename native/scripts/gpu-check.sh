@@ -127,8 +127,8 @@ echo "binaries: $built: ${tools_dir:-none}"
 
 ops_line="not run"
 if [ -n "$tools_dir" ]; then
-  step "per-op tests"
-  timeout "$(cap 240)" "$tools_dir/ir_test_ops" >"$OUT/test_ops.txt" 2>&1
+  step "per-op tests (capped at 150 s: on a GPU they take seconds; a hang must not eat the budget)"
+  timeout "$(cap 150)" "$tools_dir/ir_test_ops" >"$OUT/test_ops.txt" 2>&1
   ops_rc=$?
   grep -E "FAIL|error|device 0" "$OUT/test_ops.txt" | head -60
   tail -1 "$OUT/test_ops.txt"
