@@ -626,7 +626,7 @@ void test_gemm_all() {
   }
   // how the biases ran (with IR_CUBLASLT_EMU_NO_BIAS=1 the emulated library plays one
   // without a BIAS epilogue: every biased plan must have fallen back, and passed above)
-  std::printf("gemm_epilogue  %-4s bias in our add_bias kernel for %zu of %zu plans INFO\n", tname<T>(), runner->bias_fallback_count(),
+  std::printf("gemm_epilogue  %-4s bias in our add_bias kernel for %zu of %zu plans INFO\n", tname<T>(), runner->bias_seeded_count(),
               runner->plan_count());
   test_gemm_plan_reuse_and_graph<T>(*runner, st);
   runner.reset();

@@ -196,7 +196,7 @@ class EngineImpl final : public Engine {
     d.graphs_captured = graphs_captured_.load();
     d.graphs_failed = graphs_failed_.load();
     for (const auto& s : slots_)
-      if (s->gemm) d.gemm_bias_seeded += static_cast<int>(s->gemm->bias_fallback_count());
+      if (s->gemm) d.gemm_bias_seeded += static_cast<int>(s->gemm->bias_seeded_count());
     return d;
   }
 

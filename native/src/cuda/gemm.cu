@@ -142,8 +142,9 @@ GemmRunner::Plan* GemmRunner::plan_for(const GemmArgs& g) {
       if (p) {
         p->bias_seeded = true;
         bias_seeded_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        why2 += (why2.empty() ? "" : "; ") + std::string("without an epilogue: ") + why3;
       }
-      else why2 += (why2.empty() ? "" : "; ") + std::string("without an epilogue: ") + why3;
     }
   }
   if (!p) {
@@ -171,17 +172,15 @@ void GemmRunner::run(const GemmArgs& g) {
   }
   if (p->bias_seeded) {
     if (!g.bias) throw EngineError(EngineErrorCode::BadInput, "GEMM: the plan seeds D with an fp32 bias, none given");
-    cudaError_t e;
-    if (g.d_f32) e = add_bias(static_cast<float*>(g.D), g.bias, g.M, g.N, g.accumulate, stream_);
-    else if (fp16_) e = add_bias(static_cast<__half*>(g.D), g.bias, g.M, g.N, false, stream_);
-    else e = add_bias(static_cast<__nv_bfloat16*>(g.D), g.bias, g.M, g.N, false, stream_);
-    IR_CHECK(e);
+    // (accumulate implies an fp32 D: check_gemm_args)
+    IR_CHECK(g.d_f32  ? add_bias(static_cast<float*>(g.D), g.bias, g.M, g.N, g.accumulate, stream_)
+             : fp16_ ? add_bias(static_cast<__half*>(g.D), g.bias, g.M, g.N, false, stream_)
+                     : add_bias(static_cast<__nv_bfloat16*>(g.D), g.bias, g.M, g.N, false, stream_));
   }
   const float alpha = 1.0f, beta = g.accumulate || p->bias_seeded ? 1.0f : 0.0f;
   const int st = api.Matmul(static_cast<lt::cublasLtHandle_t>(handle_), p->desc, &alpha, g.W, p->a, g.A, p->b, &beta, g.D, p->d, g.D, p->d, &p->algo,
                             workspace_, kWorkspaceBytes, stream_);
   if (st) throw_cublas(st, "cublasLtMatmul M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K));
 }
-
 
 }  // namespace ir::cuda

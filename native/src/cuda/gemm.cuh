@@ -24,9 +24,9 @@
 // epilogue and with beta = 1 after our own kernel (elementwise.cu add_bias, same stream,
 // so graphs capture it too) has seeded D with the bias (D = bias, or D += bias when
 // accumulating): D = A·Wᵀ + bias with one rounding, as the T-bias epilogue would give —
-// a little slower, never a failed forward. bias_fallback_count() says how many plans
-// took that road. cuBLASLt's GELU epilogues
-// use the tanh approximation, so GELU is never fused here (elementwise.cu bias_gelu).
+// a little slower, never a failed forward. bias_seeded_count() says how many plans took
+// that road. cuBLASLt's GELU epilogues use the tanh approximation, so GELU is never fused
+// here (elementwise.cu bias_gelu).
 //
 // Plans (matmul desc + 3 layouts + the heuristic's best algorithm) are cached per
 // (M, N, K, D type, epilogue, bias type, accumulate); the heuristic runs once per plan.
@@ -114,7 +114,7 @@ class GemmRunner {
   size_t plan_count() const { return plans_.size(); }
   // Plans whose bias add_bias seeds because cuBLASLt offered no BIAS epilogue (readable
   // from any thread: DeviceInfo sums it over the engine's streams).
-  size_t bias_fallback_count() const { return bias_seeded_.load(std::memory_order_relaxed); }
+  size_t bias_seeded_count() const { return bias_seeded_.load(std::memory_order_relaxed); }
 
  private:
   struct Plan;

@@ -177,7 +177,7 @@ cudaError_t gelu_inplace(T* x, long n, cudaStream_t) {
   template cudaError_t attention<T>(const AttnArgs<T>&, cudaStream_t);                                                          \
   template cudaError_t bias_gelu<T>(const float*, const float*, T*, long, int, cudaStream_t);                                   \
   template cudaError_t convert_f32<T>(const float*, T*, long, cudaStream_t);                                                    \
-  template cudaError_t add_bias<T>(T*, const float*, long, int, bool, cudaStream_t);                                                   \
+  template cudaError_t add_bias<T>(T*, const float*, long, int, bool, cudaStream_t);                                           \
   template cudaError_t gelu_inplace<T>(T*, long, cudaStream_t);
 IR_EMU_TYPED(__nv_bfloat16)
 IR_EMU_TYPED(__half)
