@@ -11,6 +11,7 @@
 
 #include "cuda/cublaslt_loader.h"
 #include "cuda/gemm.cuh"
+#include "../dot8.h"
 #include "../ref_ops.h"
 #include "../storage_types.h"
 
@@ -70,12 +71,7 @@ void gemm_host(const GemmArgs& g) {
       for (int k = 0; k < g.K; ++k) a[k] = tf(A[static_cast<size_t>(m) * g.K + k]);
       for (int n = 0; n < g.N; ++n) {
         const float* wr = &w[static_cast<size_t>(n) * g.K];
-        float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int k = 0;
-        for (; k + 8 <= g.K; k += 8)
-          for (int j = 0; j < 8; ++j) p[j] += a[k + j] * wr[k + j];
-        float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
-        for (; k < g.K; ++k) s += a[k] * wr[k];
+        float s = ir_test::dot8(a.data(), wr, static_cast<size_t>(g.K));
         if (g.bias) s += g.bias[n];
         else if (g.bias_t) s += tf(static_cast<const T*>(g.bias_t)[n]);
         const size_t i = static_cast<size_t>(m) * g.N + n;

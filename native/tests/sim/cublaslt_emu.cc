@@ -33,6 +33,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda/cublaslt_api.h"
+#include "../dot8.h"
 
 using namespace ir::lt;
 
@@ -165,12 +166,7 @@ void run_matmul(const Matmul& m) {
       const float* bj = &bc[j * pr.k];
       for (uint64_t i = 0; i < pr.m; ++i) {
         const float* ai = &ar[i * pr.k];
-        float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        uint64_t kk = 0;
-        for (; kk + 8 <= pr.k; kk += 8)
-          for (int q = 0; q < 8; ++q) p[q] += ai[kk + q] * bj[kk + q];
-        float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
-        for (; kk < pr.k; ++kk) s += ai[kk] * bj[kk];
+        const float s = ir_test::dot8(ai, bj, static_cast<size_t>(pr.k));
         const size_t at = i + j * ld.ld;
         float v = al * s;
         if (be != 0.0f) v += be * load(C, ld.type, at);

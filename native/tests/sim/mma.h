@@ -12,6 +12,8 @@
 // Only the m16n16k16 shapes with __half / __nv_bfloat16 inputs and float accumulators.
 #pragma once
 
+#include <type_traits>
+
 #include "cuda_sim.h"
 
 namespace nvcuda {
@@ -52,20 +54,14 @@ inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const V& value) 
     for (float& e : row) e = x;
 }
 
-template <typename T, typename Layout>
-inline void load_matrix_sync(fragment<matrix_a, 16, 16, 16, T, Layout>& f, const T* p, unsigned ldm) {
-  detail::check_ptr_ldm(p, ldm, "wmma::load_matrix_sync(matrix_a)");
-  for (int m = 0; m < 16; ++m)
-    for (int k = 0; k < 16; ++k)
-      f.v[m][k] = detail::to_f(std::is_same_v<Layout, row_major> ? p[m * ldm + k] : p[m + k * ldm]);
-}
-
-template <typename T, typename Layout>
-inline void load_matrix_sync(fragment<matrix_b, 16, 16, 16, T, Layout>& f, const T* p, unsigned ldm) {
-  detail::check_ptr_ldm(p, ldm, "wmma::load_matrix_sync(matrix_b)");
-  for (int k = 0; k < 16; ++k)
-    for (int n = 0; n < 16; ++n)
-      f.v[k][n] = detail::to_f(std::is_same_v<Layout, row_major> ? p[k * ldm + n] : p[k + n * ldm]);
+// A ([m][k]) and B ([k][n]) tiles load alike: element [r][c] of the logical tile.
+template <typename Use, typename T, typename Layout,
+          typename = std::enable_if_t<std::is_same_v<Use, matrix_a> || std::is_same_v<Use, matrix_b>>>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p, unsigned ldm) {
+  detail::check_ptr_ldm(p, ldm, std::is_same_v<Use, matrix_a> ? "wmma::load_matrix_sync(matrix_a)" : "wmma::load_matrix_sync(matrix_b)");
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c)
+      f.v[r][c] = detail::to_f(std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[r + c * ldm]);
 }
 
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ldm, layout_t layout) {
